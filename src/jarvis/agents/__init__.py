@@ -1,0 +1,1 @@
+"""The agent registry: agents in six layers, their versions."""

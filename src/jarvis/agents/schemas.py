@@ -1,0 +1,113 @@
+"""Agent payloads: what clients send and what they get back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from jarvis.agents.layers import Layer
+from jarvis.kit.schema import ApiInput, ApiModel
+from jarvis.personas.schemas import PersonaKey
+
+GovernanceStatus = Literal["pending", "under_review", "approved", "rejected", "blocked"]
+RiskLevel = Literal["low", "medium", "high", "critical"]
+SlaStatus = Literal["green", "amber", "red"]
+BUSINESS_FUNCTION_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+
+
+class AgentCreate(ApiInput):
+    name: str = Field(min_length=1, max_length=200)
+    layer: Layer
+    persona: PersonaKey = "admin"
+    specialization: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    config: dict[str, Any] = Field(default_factory=dict)
+    maturity_level: int = Field(default=1, ge=1, le=5)
+    governance_status: GovernanceStatus = "pending"
+    risk_level: RiskLevel = "medium"
+    can_generate_persona: bool = False
+    persona_generation_config: dict[str, Any] | None = None
+    dashboard_template: dict[str, Any] | None = None
+    business_function: str | None = Field(default=None, pattern=BUSINESS_FUNCTION_PATTERN)
+    sla_status: SlaStatus = "green"
+
+
+class AgentUpdate(ApiInput):
+    """A partial update: only the fields present change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    layer: Layer | None = None
+    persona: PersonaKey | None = None
+    specialization: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    config: dict[str, Any] | None = None
+    maturity_level: int | None = Field(default=None, ge=1, le=5)
+    governance_status: GovernanceStatus | None = None
+    risk_level: RiskLevel | None = None
+    can_generate_persona: bool | None = None
+    persona_generation_config: dict[str, Any] | None = None
+    dashboard_template: dict[str, Any] | None = None
+    business_function: str | None = Field(default=None, pattern=BUSINESS_FUNCTION_PATTERN)
+    sla_status: SlaStatus | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AgentUpdate:
+        if not self.model_fields_set:
+            raise ValueError("the update names no field to change")
+        for required in ("name", "layer", "persona", "config", "maturity_level",
+                         "governance_status", "risk_level", "can_generate_persona",
+                         "sla_status"):
+            if required in self.model_fields_set and getattr(self, required) is None:
+                raise ValueError(f"{required} cannot be null")
+        return self
+
+
+class AgentMetrics(ApiModel):
+    """Performance figures; maintained by the engine, set directly only by seeding."""
+
+    cpu_usage: int = Field(default=0, ge=0, le=100)
+    success_rate: float = Field(default=0, ge=0, le=100)
+    avg_response_time: int = Field(default=0, ge=0)
+    sla_performance: float | None = Field(default=None, ge=0, le=100)
+
+
+class AgentOut(ApiModel):
+    id: int
+    name: str
+    layer: Layer
+    persona: str
+    specialization: str | None
+    description: str | None
+    config: dict[str, Any]
+    cpu_usage: int
+    success_rate: float
+    avg_response_time: int
+    maturity_level: int
+    governance_status: str
+    risk_level: str
+    can_generate_persona: bool
+    persona_generation_config: dict[str, Any] | None
+    dashboard_template: dict[str, Any] | None
+    business_function: str | None
+    sla_performance: float | None
+    sla_status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentVersionOut(ApiModel):
+    version: int
+    change_type: str
+    changed_by: str
+    created_at: datetime
+    snapshot: dict[str, Any]
+
+
+class LayerOut(ApiModel):
+    name: Layer
+    position: int
+    description: str
+    agent_count: int

@@ -1,0 +1,278 @@
+"""Agent registry: query, create, update, delete, version history and restore.
+
+Every change stores the previous state in ``agent_versions`` and appends to the audit
+ledger, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.layers import LAYER_ORDER, Layer
+from jarvis.agents.models import Agent, AgentVersion
+from jarvis.agents.schemas import AgentCreate, AgentMetrics, AgentOut, AgentUpdate
+from jarvis.errors import Conflict, NotFound, PreconditionFailed
+from jarvis.governance.audit import Actor, record_audit
+from jarvis.personas.service import require_persona
+
+# Fields a version snapshot restores; metrics and bookkeeping are not part of a version.
+VERSIONED_FIELDS: tuple[str, ...] = tuple(
+    name for name in AgentCreate.model_fields if name not in {"id"}
+)
+
+_LAYER_RANK = case(
+    {layer.value: position for position, layer in enumerate(LAYER_ORDER)},
+    value=Agent.layer,
+    else_=len(LAYER_ORDER),
+)
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    layer: Layer | None = None
+    persona: str | None = None
+    business_function: str | None = None
+    governance_status: str | None = None
+    q: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.layer is not None:
+            out.append(Agent.layer == self.layer.value)
+        if self.persona is not None:
+            out.append(Agent.persona == self.persona)
+        if self.business_function is not None:
+            out.append(Agent.business_function == self.business_function)
+        if self.governance_status is not None:
+            out.append(Agent.governance_status == self.governance_status)
+        if self.q:
+            pattern = "%" + _escape_like(self.q.strip().lower()) + "%"
+            out.append(
+                or_(
+                    *(
+                        func.lower(column).like(pattern, escape="\\")
+                        for column in (
+                            Agent.name,
+                            Agent.specialization,
+                            Agent.description,
+                            Agent.business_function,
+                        )
+                    )
+                )
+            )
+        return out
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _ordered(query: Select[tuple[Agent]]) -> Select[tuple[Agent]]:
+    return query.order_by(_LAYER_RANK, Agent.name, Agent.id)
+
+
+async def list_agents(
+    session: AsyncSession, flt: AgentFilter, *, limit: int, offset: int
+) -> tuple[Sequence[Agent], int]:
+    """One page of agents in layer order, then by name; and the filtered total."""
+    conditions = flt.conditions()
+    total = await session.scalar(select(func.count()).select_from(Agent).where(*conditions))
+    rows = await session.scalars(
+        _ordered(select(Agent).where(*conditions)).limit(limit).offset(offset)
+    )
+    return rows.all(), total or 0
+
+
+async def get_agent(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent:
+    """The agent with ``agent_id``; 404 when there is none."""
+    query = select(Agent).where(Agent.id == agent_id)
+    if for_update:
+        query = query.with_for_update()
+    agent = await session.scalar(query)
+    if agent is None:
+        raise NotFound(f"no agent with id {agent_id}")
+    return agent
+
+
+async def _ensure_name_free(session: AsyncSession, name: str, *, except_id: int | None) -> None:
+    query = select(Agent.id).where(func.lower(Agent.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Agent.id != except_id)
+    if await session.scalar(query) is not None:
+        raise Conflict(f"an agent named '{name}' already exists")
+
+
+def agent_state(agent: Agent) -> dict[str, Any]:
+    """The agent as the API shows it, in JSON types (for audit entries)."""
+    return AgentOut.model_validate(agent).model_dump(mode="json")
+
+
+def _versioned_state(agent: Agent) -> dict[str, Any]:
+    return {name: getattr(agent, name) for name in VERSIONED_FIELDS}
+
+
+async def create_agent(
+    session: AsyncSession,
+    data: AgentCreate,
+    *,
+    actor: Actor,
+    metrics: AgentMetrics | None = None,
+) -> Agent:
+    """Create an agent; 409 if the name is taken, 422 if the persona is unknown."""
+    await require_persona(session, data.persona, loc=("body", "persona"))
+    await _ensure_name_free(session, data.name, except_id=None)
+    values = data.model_dump(by_alias=False)
+    values["layer"] = data.layer.value
+    if metrics is not None:
+        values.update(metrics.model_dump(by_alias=False))
+    agent = Agent(**values, version=1)
+    session.add(agent)
+    await session.flush()
+    await session.refresh(agent)
+    await record_audit(
+        session,
+        actor=actor,
+        action="agent.create",
+        entity_type="agent",
+        entity_id=agent.id,
+        after=agent_state(agent),
+    )
+    return agent
+
+
+async def _store_version(
+    session: AsyncSession, agent: Agent, *, change_type: str, actor: Actor
+) -> None:
+    session.add(
+        AgentVersion(
+            agent_id=agent.id,
+            version=agent.version,
+            snapshot=AgentCreate.model_validate(_versioned_state(agent)).model_dump(
+                mode="json", by_alias=False
+            ),
+            change_type=change_type,
+            changed_by=actor.label,
+        )
+    )
+    await session.flush()
+
+
+async def _apply(
+    session: AsyncSession,
+    agent: Agent,
+    changes: dict[str, Any],
+    *,
+    change_type: str,
+    action: str,
+    actor: Actor,
+) -> Agent:
+    if "persona" in changes:
+        await require_persona(session, changes["persona"], loc=("body", "persona"))
+    if "name" in changes:
+        await _ensure_name_free(session, changes["name"], except_id=agent.id)
+    before = agent_state(agent)
+    await _store_version(session, agent, change_type=change_type, actor=actor)
+    for name, value in changes.items():
+        setattr(agent, name, value.value if isinstance(value, Layer) else value)
+    agent.version += 1
+    await session.flush()
+    await session.refresh(agent)
+    await record_audit(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="agent",
+        entity_id=agent.id,
+        before=before,
+        after=agent_state(agent),
+    )
+    return agent
+
+
+async def update_agent(
+    session: AsyncSession,
+    agent_id: int,
+    data: AgentUpdate,
+    *,
+    actor: Actor,
+    expected_version: int | None = None,
+) -> Agent:
+    """Apply a partial update, keeping the previous state as a version."""
+    agent = await get_agent(session, agent_id, for_update=True)
+    if expected_version is not None and agent.version != expected_version:
+        raise PreconditionFailed(
+            f"agent {agent_id} is at version {agent.version}, not {expected_version}; "
+            "reload it and apply your change again"
+        )
+    changes = {name: getattr(data, name) for name in data.model_fields_set}
+    return await _apply(
+        session, agent, changes, change_type="update", action="agent.update", actor=actor
+    )
+
+
+async def list_versions(
+    session: AsyncSession, agent_id: int, *, limit: int, offset: int
+) -> tuple[Sequence[AgentVersion], int]:
+    """Stored earlier versions of an agent, newest first."""
+    await get_agent(session, agent_id)
+    where = AgentVersion.agent_id == agent_id
+    total = await session.scalar(select(func.count()).select_from(AgentVersion).where(where))
+    rows = await session.scalars(
+        select(AgentVersion)
+        .where(where)
+        .order_by(AgentVersion.version.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return rows.all(), total or 0
+
+
+async def restore_version(
+    session: AsyncSession, agent_id: int, version: int, *, actor: Actor
+) -> Agent:
+    """Make a stored version current again, as a new version."""
+    agent = await get_agent(session, agent_id, for_update=True)
+    if version == agent.version:
+        raise Conflict(f"version {version} is already agent {agent_id}'s current version")
+    stored = await session.scalar(
+        select(AgentVersion).where(
+            AgentVersion.agent_id == agent_id, AgentVersion.version == version
+        )
+    )
+    if stored is None:
+        raise NotFound(f"agent {agent_id} has no stored version {version}")
+    snapshot = AgentCreate.model_validate(stored.snapshot)
+    changes = {name: getattr(snapshot, name) for name in VERSIONED_FIELDS}
+    return await _apply(
+        session, agent, changes, change_type="restore", action="agent.restore", actor=actor
+    )
+
+
+async def delete_agent(session: AsyncSession, agent_id: int, *, actor: Actor) -> None:
+    """Delete an agent and its versions; the audit entry keeps its last state."""
+    agent = await get_agent(session, agent_id, for_update=True)
+    before = agent_state(agent)
+    await session.delete(agent)
+    await session.flush()
+    await record_audit(
+        session,
+        actor=actor,
+        action="agent.delete",
+        entity_type="agent",
+        entity_id=agent_id,
+        before=before,
+    )
+
+
+async def count_by_layer(session: AsyncSession) -> dict[Layer, int]:
+    """How many agents each layer has (zero included)."""
+    rows = await session.execute(select(Agent.layer, func.count()).group_by(Agent.layer))
+    counts = {layer: 0 for layer in LAYER_ORDER}
+    for layer, count in rows.all():
+        counts[Layer(layer)] = count
+    return counts

@@ -1,0 +1,1 @@
+"""Users, profiles, preferences, sessions and API tokens; sign-in and guards."""

@@ -1,0 +1,40 @@
+"""Sign-in and user payloads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, field_validator
+
+from jarvis.kit.schema import ApiInput, ApiModel
+
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
+
+
+class LoginRequest(ApiInput):
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
+    password: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class ProfileOut(ApiModel):
+    display_name: str | None
+    job_title: str | None
+    department: str | None
+
+
+class UserOut(ApiModel):
+    id: int
+    email: str
+    persona: str
+    first_name: str | None
+    last_name: str | None
+    profile_image_url: str | None
+    is_active: bool
+    last_login_at: datetime | None
+    created_at: datetime
+    profile: ProfileOut | None = None

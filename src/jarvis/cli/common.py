@@ -1,0 +1,64 @@
+"""Shared plumbing for CLI commands: settings, database, async entry, output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.db.engine import Database
+from jarvis.db.session import unit_of_work
+from jarvis.errors import JarvisError
+from jarvis.settings import Settings, SettingsError, get_settings
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError names the bad variable
+        fail(f"invalid settings: {exc}")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body; domain errors become a clean message and exit 1."""
+    try:
+        return asyncio.run(_call(main))
+    except JarvisError as exc:
+        fail(exc.detail)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+async def _call(main: Callable[[], Awaitable[T]]) -> T:
+    return await main()
+
+
+@asynccontextmanager
+async def database() -> AsyncIterator[Database]:
+    db = Database.from_url(settings().database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def transaction(*, write: bool = True) -> AsyncIterator[AsyncSession]:
+    """One unit of work against the configured database."""
+    async with database() as db, unit_of_work(db, write=write) as session:
+        yield session

@@ -1,0 +1,13 @@
+"""Every table's metadata in one place, for migrations and tests.
+
+Importing this module imports each domain's models so that ``metadata`` is complete.
+Only the migration environment and tests import it.
+"""
+
+from jarvis.agents import models as _agents  # noqa: F401
+from jarvis.auth import models as _auth  # noqa: F401
+from jarvis.db.base import Base
+from jarvis.governance import models as _governance  # noqa: F401
+from jarvis.personas import models as _personas  # noqa: F401
+
+metadata = Base.metadata

@@ -1,0 +1,51 @@
+"""Units of work: one transaction, committed on success and rolled back on error.
+
+The request (through ``request_session``) or the command/worker (through
+``unit_of_work``) owns the transaction; services only add, flush and query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.db.engine import Database
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@asynccontextmanager
+async def unit_of_work(db: Database, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+    """Yield a session whose transaction commits when the block ends without error."""
+    factory = db.writer if write else db.reader
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def get_database(request: Request) -> Database:
+    """The application's database, set up by ``create_app``."""
+    db: Database = request.app.state.db
+    return db
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: the request's session (use with ``scope="function"``).
+
+    Unsafe methods get a writing transaction; the commit happens before the response is
+    sent, so a client never sees success for a change that was not stored.
+    """
+    db = get_database(request)
+    async with unit_of_work(db, write=request.method not in SAFE_METHODS) as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -1,0 +1,64 @@
+"""Load the demo data idempotently: what exists is left alone, what is missing is added."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.models import Agent
+from jarvis.agents.service import create_agent
+from jarvis.auth.passwords import generate_password
+from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.demo.data import AGENTS, PERSONAS, USERS
+from jarvis.governance.audit import Actor
+from jarvis.personas.service import ensure_persona
+
+SEED_ACTOR = Actor.system("demo-seed")
+
+
+@dataclass
+class DemoResult:
+    personas_created: int = 0
+    agents_created: int = 0
+    users_created: list[tuple[str, str]] = field(default_factory=list)  # (email, password)
+    skipped: bool = False
+
+
+async def has_agents(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(func.count()).select_from(Agent)))
+
+
+async def seed_demo(session: AsyncSession, *, only_if_empty: bool = False) -> DemoResult:
+    """Add the demo personas, agents and users that are not there yet."""
+    result = DemoResult()
+    if only_if_empty and await has_agents(session):
+        result.skipped = True
+        return result
+    for persona in PERSONAS:
+        if await ensure_persona(session, persona, actor=SEED_ACTOR):
+            result.personas_created += 1
+    existing = set((await session.scalars(select(func.lower(Agent.name)))).all())
+    for data, metrics in AGENTS:
+        if data.name.lower() in existing:
+            continue
+        await create_agent(session, data, actor=SEED_ACTOR, metrics=metrics)
+        result.agents_created += 1
+    for user in USERS:
+        if await get_user_by_email(session, user.email) is not None:
+            continue
+        password = generate_password()
+        await create_user(
+            session,
+            email=user.email,
+            persona=user.persona,
+            password=password,
+            actor=SEED_ACTOR,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            job_title=user.job_title,
+            department=user.department,
+        )
+        result.users_created.append((user.email, password))
+    return result

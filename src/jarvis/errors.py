@@ -1,0 +1,226 @@
+"""The error model: domain exceptions and the problem+json (RFC 9457) rendering of them.
+
+Services raise ``JarvisError`` subclasses; they never know about HTTP beyond the status
+code their error carries. ``install_error_handlers`` turns every failure, including the
+framework's own (validation, unknown route, integrity errors), into problem+json.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:jarvis:problem:"
+
+
+class JarvisError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    status: int = 500
+    title: str = "Internal error"
+    slug: str = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = headers or {}
+
+
+class BadRequest(JarvisError):
+    status, title, slug = 400, "Bad request", "bad-request"
+
+
+class Unauthorized(JarvisError):
+    status, title, slug = 401, "Authentication required", "unauthorized"
+
+
+class Forbidden(JarvisError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(JarvisError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(JarvisError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailed(JarvisError):
+    status, title, slug = 412, "Precondition failed", "precondition-failed"
+
+
+class PayloadTooLarge(JarvisError):
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class ValidationFailed(JarvisError):
+    status, title, slug = 422, "Validation failed", "validation"
+
+    @classmethod
+    def field(cls, loc: Sequence[str | int], msg: str) -> ValidationFailed:
+        """One invalid field, reported in the same shape as request validation."""
+        return cls(f"{_format_loc(loc)}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
+
+
+class ServiceUnavailable(JarvisError):
+    status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    errors: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    """Build an ``application/problem+json`` response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _format_loc(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
+        out.append({"loc": loc, "msg": str(err.get("msg", "invalid value"))})
+    return out
+
+
+async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JarvisError)  # noqa: S101 - registered for this type only
+    return problem(
+        exc.status,
+        exc.title,
+        exc.detail,
+        slug=exc.slug,
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+    )
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        ctx = next((e.get("ctx") or {} for e in raw if e.get("type") == "json_invalid"), {})
+        reason = ctx.get("error", "the body is not valid JSON")
+        return problem(
+            400,
+            "Malformed JSON",
+            f"The request body is not valid JSON: {reason}",
+            slug="malformed-json",
+            instance=request.url.path,
+        )
+    errors = _validation_errors(exc)
+    summary = "; ".join(f"{_format_loc(e['loc'])}: {e['msg']}" for e in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    count = f"{len(errors)} invalid field{'s' if len(errors) != 1 else ''}"
+    return problem(
+        422,
+        "Validation failed",
+        f"{count}: {summary}{more}",
+        slug="validation",
+        errors=errors,
+        instance=request.url.path,
+    )
+
+
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    status = exc.status_code
+    if status == 404:
+        detail = f"No route matches {request.method} {request.url.path}"
+        title, slug = "Not found", "not-found"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+        title, slug = "Method not allowed", "method-not-allowed"
+    else:
+        detail = str(exc.detail)
+        title, slug = "HTTP error", f"http-{status}"
+    return problem(
+        status, title, detail, slug=slug, headers=dict(exc.headers or {}), instance=request.url.path
+    )
+
+
+_CONSTRAINT = re.compile(r"\b(uq|fk|ck|pk)_[a-z0-9_]+")
+
+
+def describe_integrity_error(exc: IntegrityError) -> str:
+    """Say which constraint a write broke, in words, without leaking SQL."""
+    text = str(exc.orig)
+    match = _CONSTRAINT.search(text)
+    if match:
+        return f"The change conflicts with existing data (constraint {match.group(0)})"
+    lowered = text.lower()
+    if "unique" in lowered:
+        # SQLite names the columns rather than the constraint: "UNIQUE constraint failed: t.c"
+        cols = text.split(":", 1)[1].strip() if ":" in text else "a unique field"
+        return f"A record with the same {cols} already exists"
+    if "foreign key" in lowered:
+        return "The change refers to a record that does not exist, or one still referenced"
+    return "The change conflicts with existing data"
+
+
+async def _handle_integrity(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)  # noqa: S101
+    log.info("integrity_error", path=request.url.path, error=str(exc.orig))
+    return problem(
+        409, "Conflict", describe_integrity_error(exc), slug="conflict", instance=request.url.path
+    )
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, method=request.method)
+    return problem(
+        500,
+        "Internal error",
+        "An unexpected error occurred; it has been logged",
+        slug="internal",
+        instance=request.url.path,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as problem+json."""
+    app.add_exception_handler(JarvisError, _handle_jarvis_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(IntegrityError, _handle_integrity)
+    app.add_exception_handler(Exception, _handle_unexpected)

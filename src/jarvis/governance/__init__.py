@@ -1,0 +1,1 @@
+"""Governance: the audit ledger now; model inventory, risk and approvals later."""

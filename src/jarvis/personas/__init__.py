@@ -1,0 +1,1 @@
+"""Role personas: who an agent works for and how their workspace looks."""

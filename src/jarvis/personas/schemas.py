@@ -1,0 +1,57 @@
+"""Persona payloads."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from jarvis.kit.schema import ApiInput, ApiModel
+
+PERSONA_KEY_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+PersonaKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=PERSONA_KEY_PATTERN)]
+
+_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+_RGBA = re.compile(
+    r"^rgba?\(\s*\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}\s*(?:,\s*(?:0|1|0?\.\d+)\s*)?\)$"
+)
+
+
+def _css_colour(value: str) -> str:
+    if not (_HEX.match(value) or _RGBA.match(value)):
+        raise ValueError("must be a CSS colour: #rgb, #rrggbb, #rrggbbaa, rgb(...) or rgba(...)")
+    return value
+
+
+CssColour = Annotated[str, AfterValidator(_css_colour)]
+
+
+class ColorScheme(ApiModel):
+    """A persona's theme, applied through CSS custom properties."""
+
+    primary: CssColour
+    secondary: CssColour
+    accent: CssColour
+    background: CssColour
+    glassmorphism: CssColour
+
+
+class PersonaRegister(ApiInput):
+    key: PersonaKey
+    display_name: str = Field(min_length=1, max_length=200)
+    person_name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    color_scheme: ColorScheme
+
+
+class PersonaOut(ApiModel):
+    id: int
+    key: str
+    display_name: str
+    person_name: str | None
+    description: str | None
+    color_scheme: ColorScheme
+    is_dynamic: bool
+    created_at: datetime

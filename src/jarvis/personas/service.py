@@ -1,0 +1,94 @@
+"""Persona registry: list, look up, register."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.errors import Conflict, ValidationFailed
+from jarvis.governance.audit import Actor, record_audit
+from jarvis.personas.models import RolePersona
+from jarvis.personas.schemas import ColorScheme, PersonaOut, PersonaRegister
+
+
+async def list_personas(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[Sequence[RolePersona], int]:
+    """Personas ordered by key, one page, and how many there are."""
+    total = await session.scalar(select(func.count()).select_from(RolePersona)) or 0
+    rows = await session.scalars(
+        select(RolePersona).order_by(RolePersona.key).limit(limit).offset(offset)
+    )
+    return rows.all(), total
+
+
+async def persona_keys(session: AsyncSession) -> list[str]:
+    """Every registered persona key, sorted."""
+    return list((await session.scalars(select(RolePersona.key).order_by(RolePersona.key))).all())
+
+
+async def get_persona(session: AsyncSession, key: str) -> RolePersona | None:
+    return await session.scalar(select(RolePersona).where(RolePersona.key == key))
+
+
+async def require_persona(session: AsyncSession, key: str, *, loc: Sequence[str]) -> None:
+    """Raise a 422 naming the registered personas when ``key`` is not one of them."""
+    if await get_persona(session, key) is None:
+        known = ", ".join(await persona_keys(session)) or "none"
+        raise ValidationFailed.field(
+            list(loc), f"unknown persona '{key}'; registered personas: {known}"
+        )
+
+
+async def register_persona(
+    session: AsyncSession, data: PersonaRegister, *, actor: Actor, is_dynamic: bool = False
+) -> RolePersona:
+    """Register a new persona; 409 when the key is taken."""
+    if await get_persona(session, data.key) is not None:
+        raise Conflict(f"a persona with key '{data.key}' already exists")
+    persona = RolePersona(
+        key=data.key,
+        display_name=data.display_name,
+        person_name=data.person_name,
+        description=data.description,
+        color_scheme=data.color_scheme.model_dump(),
+        is_dynamic=is_dynamic,
+    )
+    session.add(persona)
+    await session.flush()
+    await record_audit(
+        session,
+        actor=actor,
+        action="persona.register",
+        entity_type="persona",
+        entity_id=persona.key,
+        after=PersonaOut.model_validate(persona).model_dump(mode="json"),
+    )
+    return persona
+
+
+# The admin persona is structural (``require_admin`` checks for it), so it is created with
+# the first admin even without demo data. Its colours are data, editable like any other.
+ADMIN_PERSONA = PersonaRegister(
+    key="admin",
+    display_name="Administrator",
+    person_name=None,
+    description="Runs the platform: agents, configuration, governance and users.",
+    color_scheme=ColorScheme(
+        primary="#3b82f6",
+        secondary="#1e40af",
+        accent="#60a5fa",
+        background="#0f172a",
+        glassmorphism="rgba(15, 23, 42, 0.7)",
+    ),
+)
+
+
+async def ensure_persona(session: AsyncSession, data: PersonaRegister, *, actor: Actor) -> bool:
+    """Register ``data`` unless its key exists; True when it was created."""
+    if await get_persona(session, data.key) is not None:
+        return False
+    await register_persona(session, data, actor=actor)
+    return True

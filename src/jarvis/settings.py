@@ -1,0 +1,153 @@
+"""Process settings, read from the environment (``JARVIS_*``); not business configuration."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jarvis.db"
+SECRET_KEY_FILE_NAME = ".jarvis_secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+
+# Values that must never protect a production deployment: the placeholders people copy
+# from examples. Checked case-insensitively.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "default",
+        "development",
+        "dev",
+        "test",
+        "jarvis",
+        "password",
+        "insecure",
+    }
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or unsafe; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    """Everything the process needs to start. Documented in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="JARVIS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    env: Environment = Environment.DEVELOPMENT
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+    admin_email: str = "admin@jarvis.local"
+    admin_password: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    session_days: int = Field(default=30, ge=1, le=365)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        url = make_url(value)
+        if url.drivername not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+            raise ValueError(
+                "JARVIS_DATABASE_URL must use sqlite+aiosqlite:// or postgresql+asyncpg://, "
+                f"not {url.drivername}://"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("JARVIS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("admin_email")
+    @classmethod
+    def _admin_email(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    def secret_key_file(self) -> Path:
+        """Where development keeps its generated secret key: beside the SQLite file."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).resolve().parent / SECRET_KEY_FILE_NAME
+        return Path.cwd() / SECRET_KEY_FILE_NAME
+
+    def resolve_secret_key(self) -> str:
+        """Return the secret key, generating and keeping one in development.
+
+        Production refuses to start without ``JARVIS_SECRET_KEY`` or with a short or
+        well-known value.
+        """
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            if self.is_production:
+                _check_production_secret(key)
+            return key
+        if self.is_production:
+            raise SettingsError(
+                "JARVIS_SECRET_KEY is required when JARVIS_ENV=production; generate one with "
+                '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+            )
+        return _read_or_create_key_file(self.secret_key_file())
+
+
+def _check_production_secret(key: str) -> None:
+    if key.strip().lower() in KNOWN_DEFAULT_SECRETS:
+        raise SettingsError("JARVIS_SECRET_KEY is a well-known placeholder; set a random value")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise SettingsError(
+            f"JARVIS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in "
+            "production"
+        )
+
+
+def _read_or_create_key_file(path: Path) -> str:
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL so two processes starting together cannot both write; the loser reads.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process settings, read once from the environment."""
+    return Settings()
