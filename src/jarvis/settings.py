@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jarvis.db"
-SECRET_KEY_FILE_NAME = ".jarvis_secret_key"
+SECRET_KEY_FILE_NAME = ".jarvis_secret_key"  # noqa: S105 - a file name
 MIN_SECRET_KEY_LENGTH = 32
 
 # Values that must never protect a production deployment: the placeholders people copy
@@ -125,8 +125,7 @@ def _check_production_secret(key: str) -> None:
         raise SettingsError("JARVIS_SECRET_KEY is a well-known placeholder; set a random value")
     if len(key) < MIN_SECRET_KEY_LENGTH:
         raise SettingsError(
-            f"JARVIS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in "
-            "production"
+            f"JARVIS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
         )
 
 

@@ -31,12 +31,8 @@ LAYER_DESCRIPTIONS: dict[Layer, str] = {
         "Multi-step business workflows: submission intake, risk assessment, claims, "
         "incident handling."
     ),
-    Layer.SYSTEM: (
-        "Document processing, data extraction, classification and security filtering."
-    ),
-    Layer.INTERFACE: (
-        "The edges: voice, API endpoints, e-mail and external integrations."
-    ),
+    Layer.SYSTEM: ("Document processing, data extraction, classification and security filtering."),
+    Layer.INTERFACE: ("The edges: voice, API endpoints, e-mail and external integrations."),
 }
 
 

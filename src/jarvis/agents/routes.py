@@ -49,9 +49,7 @@ async def list_agents(
     session: DbSession,
     layer: Annotated[Layer | None, Query(description="One of the six layers")] = None,
     persona: Annotated[str | None, Query(max_length=64)] = None,
-    business_function: Annotated[
-        str | None, Query(alias="businessFunction", max_length=64)
-    ] = None,
+    business_function: Annotated[str | None, Query(alias="businessFunction", max_length=64)] = None,
     governance_status: Annotated[GovernanceStatus | None, Query(alias="governanceStatus")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search text")] = None,
     limit: Limit = 50,

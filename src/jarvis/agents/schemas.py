@@ -56,9 +56,17 @@ class AgentUpdate(ApiInput):
     def _not_empty(self) -> AgentUpdate:
         if not self.model_fields_set:
             raise ValueError("the update names no field to change")
-        for required in ("name", "layer", "persona", "config", "maturity_level",
-                         "governance_status", "risk_level", "can_generate_persona",
-                         "sla_status"):
+        for required in (
+            "name",
+            "layer",
+            "persona",
+            "config",
+            "maturity_level",
+            "governance_status",
+            "risk_level",
+            "can_generate_persona",
+            "sla_status",
+        ):
             if required in self.model_fields_set and getattr(self, required) is None:
                 raise ValueError(f"{required} cannot be null")
         return self

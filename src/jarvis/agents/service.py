@@ -72,7 +72,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _ordered(query: Select[tuple[Agent]]) -> Select[tuple[Agent]]:
+def _ordered(query: Select[Agent]) -> Select[Agent]:
     return query.order_by(_LAYER_RANK, Agent.name, Agent.id)
 
 

@@ -23,7 +23,7 @@ from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.secrets import keyed_digest, new_token, sha256_hex
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona, require_persona
 
-API_TOKEN_PREFIX = "jv_"
+API_TOKEN_PREFIX = "jv_"  # noqa: S105 - a prefix, not a secret
 ADMIN_PERSONA_KEY = "admin"
 
 
@@ -155,9 +155,7 @@ class NewSession:
     user: User
 
 
-async def authenticate(
-    session: AsyncSession, email: str, password: str
-) -> User:
+async def authenticate(session: AsyncSession, email: str, password: str) -> User:
     """Check an e-mail and password; 401 without saying which was wrong."""
     user = await get_user_by_email(session, email)
     ok = verify_password(user.password_hash if user else None, password)
@@ -309,7 +307,6 @@ async def principal_from_token(session: AsyncSession, token: str) -> Principal |
     if (expires_at is not None and as_utc(expires_at) <= utcnow()) or not user.is_active:
         return None
     return Principal(user.id, user.email, user.persona, "token", token_id)
-
 
 
 @dataclass(frozen=True)

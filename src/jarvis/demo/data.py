@@ -119,7 +119,7 @@ def _agent(
     )
 
 
-E, M, R, P, S, I = (
+EXP, META, ROLE, PROC, SYS, IFACE = (
     Layer.EXPERIENCE,
     Layer.META_BRAIN,
     Layer.ROLE,
@@ -132,7 +132,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # Experience
     _agent(
         "Carrier Brand Experience Agent",
-        E,
+        EXP,
         "admin",
         "Tenant branding and theming",
         "compliance",
@@ -145,7 +145,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Underwriting Workbench Experience Agent",
-        E,
+        EXP,
         "underwriter",
         "Underwriter workspace layout",
         "underwriting",
@@ -157,7 +157,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Service Desk Portal Experience Agent",
-        E,
+        EXP,
         "it_support",
         "Service desk portal",
         "it_support",
@@ -171,7 +171,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # Meta Brain
     _agent(
         "Meta Brain Orchestrator",
-        M,
+        META,
         "admin",
         "Command planning and agent coordination",
         "compliance",
@@ -185,7 +185,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Intent Router",
-        M,
+        META,
         "admin",
         "Intent classification and routing",
         "compliance",
@@ -197,7 +197,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Underwriting Workflow Coordinator",
-        M,
+        META,
         "underwriter",
         "Submission workflow planning",
         "underwriting",
@@ -209,7 +209,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Incident Response Coordinator",
-        M,
+        META,
         "it_support",
         "Incident workflow planning",
         "it_support",
@@ -221,7 +221,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # Role
     _agent(
         "Rachel Thompson Underwriting Assistant",
-        R,
+        ROLE,
         "underwriter",
         "Commercial property underwriting",
         "underwriting",
@@ -236,7 +236,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "John Stevens IT Support Assistant",
-        R,
+        ROLE,
         "it_support",
         "Service desk operations",
         "it_support",
@@ -247,7 +247,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Claims Adjuster Assistant",
-        R,
+        ROLE,
         "admin",
         "First notice of loss handling",
         "claims",
@@ -261,7 +261,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Persona Generation Agent",
-        R,
+        ROLE,
         "admin",
         "Dynamic persona creation",
         "compliance",
@@ -279,7 +279,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # Process
     _agent(
         "Commercial Property Submission Workflow",
-        P,
+        PROC,
         "underwriter",
         "Submission intake",
         "underwriting",
@@ -293,7 +293,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Risk Assessment Workflow",
-        P,
+        PROC,
         "underwriter",
         "COPE-based risk scoring",
         "underwriting",
@@ -308,7 +308,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Claims FNOL Workflow",
-        P,
+        PROC,
         "admin",
         "First notice of loss intake",
         "claims",
@@ -320,7 +320,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "IT Incident Triage Workflow",
-        P,
+        PROC,
         "it_support",
         "ITIL incident triage",
         "it_support",
@@ -332,7 +332,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # System
     _agent(
         "Document Intelligence Extractor",
-        S,
+        SYS,
         "admin",
         "Attachment and document parsing",
         "underwriting",
@@ -347,7 +347,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "COPE Data Extractor",
-        S,
+        SYS,
         "underwriter",
         "Construction, occupancy, protection, exposure",
         "underwriting",
@@ -360,7 +360,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Email Classification Agent",
-        S,
+        SYS,
         "admin",
         "Inbound mail classification",
         "compliance",
@@ -371,7 +371,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "PII Security Filter",
-        S,
+        SYS,
         "admin",
         "Personal data redaction",
         "compliance",
@@ -387,7 +387,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     # Interface
     _agent(
         "Broker Email Response Agent",
-        I,
+        IFACE,
         "underwriter",
         "Broker correspondence",
         "underwriting",
@@ -399,7 +399,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Service Desk Ticket Connector",
-        I,
+        IFACE,
         "it_support",
         "ITSM ticket integration",
         "it_support",
@@ -410,7 +410,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Voice Interface Agent",
-        I,
+        IFACE,
         "admin",
         "Voice commands and transcripts",
         "claims",
@@ -425,7 +425,7 @@ AGENTS: tuple[tuple[AgentCreate, AgentMetrics], ...] = (
     ),
     _agent(
         "Regulatory Reporting API Agent",
-        I,
+        IFACE,
         "admin",
         "Regulatory and bordereaux feeds",
         "compliance",

@@ -1,0 +1,199 @@
+"""Test harness: every database test runs on SQLite and on PostgreSQL.
+
+The schema is migrated once per session per backend. Each test then gets its own copy:
+on SQLite a copy of the migrated file, on PostgreSQL the shared test database emptied
+after the test (TRUNCATE with triggers bypassed, since the audit ledger refuses it
+otherwise).
+
+PostgreSQL comes from ``JARVIS_TEST_POSTGRES_URL`` (default: the local server's
+``postgres`` database, used only to create and drop ``jarvis_test_*`` databases). When
+it is unreachable the PostgreSQL variants are skipped and the run says so at the end; with
+``CI=true`` the run fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from jarvis.db.engine import Database
+from jarvis.db.migrate import upgrade
+from jarvis.db.models import metadata
+from jarvis.db.session import unit_of_work
+from jarvis.main import create_app
+from jarvis.settings import Settings
+from tests.factories import bearer, create_user, token_for
+
+BACKENDS = ("sqlite", "postgresql")
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 40
+DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+_skipped_suites: dict[str, str] = {}
+
+
+# --- PostgreSQL availability ------------------------------------------------------------
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("JARVIS_TEST_POSTGRES_URL", DEFAULT_PG_ADMIN_URL)
+
+
+async def _pg_execute(url: str, *statements: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        asyncio.run(asyncio.wait_for(_pg_execute(pg_admin_url(), "SELECT 1"), timeout=10))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def pg_database_url(name: str) -> str:
+    return make_url(pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def create_pg_database(name: str) -> str:
+    """Create (or re-create) an empty PostgreSQL database; return its URL."""
+    asyncio.run(
+        _pg_execute(
+            pg_admin_url(),
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'CREATE DATABASE "{name}"',
+        )
+    )
+    return pg_database_url(name)
+
+
+def drop_pg_database(name: str) -> None:
+    asyncio.run(_pg_execute(pg_admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def worker_suffix() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> bool:
+    reason = _pg_reachable()
+    if reason is None:
+        return True
+    if IN_CI:
+        pytest.exit(f"CI=true but PostgreSQL is unreachable at {pg_admin_url()}: {reason}", 3)
+    _skipped_suites["postgresql"] = f"PostgreSQL unreachable at {pg_admin_url()} ({reason})"
+    return False
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for suite, reason in _skipped_suites.items():
+        terminalreporter.write_line(f"SKIPPED SUITE {suite}: {reason}", yellow=True, bold=True)
+
+
+# --- migrated templates -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_available: bool) -> Iterator[str]:
+    if not postgres_available:
+        pytest.skip(_skipped_suites["postgresql"])
+    name = f"jarvis_test_{worker_suffix()}"
+    url = create_pg_database(name)
+    asyncio.run(upgrade(url))
+    yield url
+    drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "jarvis.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def _empty_postgres(db: Database) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    async with db.engine.begin() as conn:
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def db(database_url: str, backend: str) -> AsyncIterator[Database]:
+    database = Database.from_url(database_url)
+    try:
+        yield database
+    finally:
+        if backend == "postgresql":
+            await _empty_postgres(database)
+        await database.dispose()
+
+
+@pytest.fixture
+async def session(db: Database) -> AsyncIterator[AsyncSession]:
+    """A unit of work for arranging data directly; committed when the test ends."""
+    async with unit_of_work(db) as s:
+        yield s
+
+
+# --- the application --------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, secret_key=TEST_SECRET_KEY, log_level="WARNING")
+
+
+@pytest.fixture
+async def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    application = create_app(settings, database=db)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def admin_headers(db: Database) -> dict[str, str]:
+    """Bearer headers of a fresh admin user."""
+    user = await create_user(db, persona="admin")
+    return bearer(await token_for(db, user))

@@ -1,0 +1,92 @@
+"""Small async factories for arranging test data through the real services."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+import httpx
+
+from jarvis.agents.models import Agent
+from jarvis.agents.schemas import AgentCreate
+from jarvis.agents.service import create_agent as service_create_agent
+from jarvis.auth.models import User
+from jarvis.auth.service import create_api_token
+from jarvis.auth.service import create_user as service_create_user
+from jarvis.db.engine import Database
+from jarvis.db.session import unit_of_work
+from jarvis.governance.audit import Actor
+from jarvis.personas.schemas import ColorScheme, PersonaRegister
+from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+
+TEST_ACTOR = Actor.system("tests")
+DEFAULT_PASSWORD = "correct horse battery staple"
+_seq = count(1)
+
+UNDERWRITER = PersonaRegister(
+    key="underwriter",
+    display_name="Commercial Property Underwriter",
+    person_name="Rachel Thompson",
+    description="Underwriting",
+    color_scheme=ColorScheme(
+        primary="#059669",
+        secondary="#065f46",
+        accent="#34d399",
+        background="#022c22",
+        glassmorphism="rgba(2, 44, 34, 0.7)",
+    ),
+)
+
+
+async def create_personas(db: Database) -> None:
+    """The admin and underwriter personas."""
+    async with unit_of_work(db) as session:
+        await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR)
+        await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR)
+
+
+async def create_user(
+    db: Database, *, persona: str = "admin", email: str | None = None, password: str | None = None
+) -> User:
+    await create_personas(db)
+    async with unit_of_work(db) as session:
+        return await service_create_user(
+            session,
+            email=email or f"user{next(_seq)}@example.com",
+            persona=persona,
+            password=password or DEFAULT_PASSWORD,
+            actor=TEST_ACTOR,
+        )
+
+
+async def create_agent(db: Database, **overrides: Any) -> Agent:
+    await create_personas(db)
+    values: dict[str, Any] = {
+        "name": f"Test Agent {next(_seq)}",
+        "layer": "System",
+        "persona": "admin",
+        "business_function": "underwriting",
+    }
+    values.update(overrides)
+    async with unit_of_work(db) as session:
+        return await service_create_agent(
+            session, AgentCreate.model_validate(values), actor=TEST_ACTOR
+        )
+
+
+async def token_for(db: Database, user: User, name: str | None = None) -> str:
+    async with unit_of_work(db) as session:
+        _, token = await create_api_token(
+            session, email=user.email, name=name or f"token{next(_seq)}", actor=TEST_ACTOR
+        )
+    return token
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = DEFAULT_PASSWORD) -> None:
+    """Sign ``client`` in; its cookie jar then carries the session."""
+    response = await client.post("/api/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
