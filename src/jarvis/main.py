@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from jarvis import __version__
+from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.auth.routes import router as auth_router
 from jarvis.db.engine import Database
@@ -56,6 +57,7 @@ def create_app(
     app.state.settings = settings
     app.state.secret_key = settings.resolve_secret_key()
     app.state.db = db
+    app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
     for router in (health_router, auth_router, agents_router, personas_router):
         app.include_router(router)

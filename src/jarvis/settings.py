@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     session_days: int = Field(default=30, ge=1, le=365)
+    agent_list_cache_seconds: float = Field(default=2.0, ge=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

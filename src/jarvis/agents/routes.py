@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from jarvis.agents import service
 from jarvis.agents.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
@@ -36,6 +36,8 @@ def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
     raw = value.strip()
+    if raw == "*":  # RFC 9110: matches any current version
+        return None
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
@@ -46,6 +48,7 @@ def _if_match(value: str | None) -> int | None:
 
 @router.get("/agents", response_model=Page[AgentOut], summary="List agents")
 async def list_agents(
+    request: Request,
     session: DbSession,
     layer: Annotated[Layer | None, Query(description="One of the six layers")] = None,
     persona: Annotated[str | None, Query(max_length=64)] = None,
@@ -54,12 +57,13 @@ async def list_agents(
     q: Annotated[str | None, Query(max_length=200, description="Search text")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> Page[AgentOut]:
+) -> Response:
     flt = service.AgentFilter(layer, persona, business_function, governance_status, q)
-    rows, total = await service.list_agents(session, flt, limit=limit, offset=offset)
-    return Page[AgentOut](
-        items=[AgentOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    body = await service.agent_page_json(
+        session, flt, limit=limit, offset=offset, cache=request.app.state.agent_page_cache
     )
+    # Already validated and serialised (and maybe cached): skip FastAPI's second pass.
+    return Response(body, media_type="application/json")
 
 
 @router.get("/agents/{agent_id}", response_model=AgentOut, summary="One agent")

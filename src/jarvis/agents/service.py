@@ -10,14 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER, Layer
+from jarvis.agents.listing import AgentPageCache, mark_registry_changed, registry_generation
 from jarvis.agents.models import Agent, AgentVersion
 from jarvis.agents.schemas import AgentCreate, AgentMetrics, AgentOut, AgentUpdate
+from jarvis.db.session import after_commit
 from jarvis.errors import Conflict, NotFound, PreconditionFailed
 from jarvis.governance.audit import Actor, record_audit
+from jarvis.kit.schema import Page
 from jarvis.personas.service import require_persona
 
 # Fields a version snapshot restores; metrics and bookkeeping are not part of a version.
@@ -72,8 +76,12 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_ORDER = (_LAYER_RANK, Agent.name, Agent.id)
+_page_adapter: TypeAdapter[Page[AgentOut]] = TypeAdapter(Page[AgentOut])
+
+
 def _ordered(query: Select[Agent]) -> Select[Agent]:
-    return query.order_by(_LAYER_RANK, Agent.name, Agent.id)
+    return query.order_by(*_ORDER)
 
 
 async def list_agents(
@@ -86,6 +94,50 @@ async def list_agents(
         _ordered(select(Agent).where(*conditions)).limit(limit).offset(offset)
     )
     return rows.all(), total or 0
+
+
+async def agent_page_json(
+    session: AsyncSession,
+    flt: AgentFilter,
+    *,
+    limit: int,
+    offset: int,
+    cache: AgentPageCache | None = None,
+) -> bytes:
+    """One page of agents as the API's JSON (``Page[AgentOut]``), from cache when fresh.
+
+    One query returns the rows and, through a window function, the filtered total.
+    """
+    key = (flt, limit, offset)
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit
+    generation = registry_generation()
+    conditions = flt.conditions()
+    rows = (
+        (
+            await session.execute(
+                select(*Agent.__table__.c, func.count().over().label("total_count"))
+                .where(*conditions)
+                .order_by(*_ORDER)
+                .limit(limit)
+                .offset(offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if rows:
+        total = int(rows[0]["total_count"])
+    else:  # past the end there is no row to carry the window count
+        counted = await session.scalar(select(func.count()).select_from(Agent).where(*conditions))
+        total = counted or 0
+    page = _page_adapter.validate_python(
+        {"items": rows, "total": total, "limit": limit, "offset": offset}
+    )
+    body = _page_adapter.dump_json(page, by_alias=True)
+    if cache is not None:
+        cache.put(key, generation, body)
+    return body
 
 
 async def get_agent(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent:
@@ -133,6 +185,7 @@ async def create_agent(
     agent = Agent(**values, version=1)
     session.add(agent)
     await session.flush()
+    after_commit(session, mark_registry_changed)
     await session.refresh(agent)
     await record_audit(
         session,
@@ -181,6 +234,7 @@ async def _apply(
         setattr(agent, name, value.value if isinstance(value, Layer) else value)
     agent.version += 1
     await session.flush()
+    after_commit(session, mark_registry_changed)
     await session.refresh(agent)
     await record_audit(
         session,
@@ -259,6 +313,7 @@ async def delete_agent(session: AsyncSession, agent_id: int, *, actor: Actor) ->
     before = agent_state(agent)
     await session.delete(agent)
     await session.flush()
+    after_commit(session, mark_registry_changed)
     await record_audit(
         session,
         actor=actor,

@@ -6,7 +6,8 @@ The request (through ``request_session``) or the command/worker (through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -16,6 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jarvis.db.engine import Database
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ON_COMMIT = "jarvis.on_commit"
+
+CommitCallback = Callable[[], Awaitable[None] | None]
+
+
+def after_commit(session: AsyncSession, callback: CommitCallback) -> None:
+    """Run ``callback`` once ``session``'s transaction has committed; drop it on rollback.
+
+    This is how side effects (cache invalidation, events, queued jobs) wait for the data
+    they describe to be stored.
+    """
+    session.info.setdefault(_ON_COMMIT, []).append(callback)
 
 
 @asynccontextmanager
@@ -27,8 +40,13 @@ async def unit_of_work(db: Database, *, write: bool = True) -> AsyncIterator[Asy
             yield session
             await session.commit()
         except BaseException:
+            session.info.pop(_ON_COMMIT, None)
             await session.rollback()
             raise
+        for callback in session.info.pop(_ON_COMMIT, []):
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
 
 
 def get_database(request: Request) -> Database:

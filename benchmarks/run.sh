@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run every benchmark. Installs wrk (the load generator) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null 2>&1; then
+  apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }
+fi
+.venv/bin/python benchmarks/agents_list.py "$@"
