@@ -39,14 +39,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if check_schema:
-            state = await schema_state(db.engine)
-            problem = state.problem()
-            if problem is not None:
-                raise SchemaNotAtHead(problem)
-        yield
-        if owns_db:
-            await db.dispose()
+        try:
+            if check_schema:
+                problem = (await schema_state(db.engine)).problem()
+                if problem is not None:
+                    raise SchemaNotAtHead(problem)
+            yield
+        finally:
+            if owns_db:
+                await db.dispose()
 
     app = FastAPI(
         title="JARVIS",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
             key = self.secret_key.get_secret_value()
             if self.is_production:
                 _check_production_secret(key)
+            elif not key.strip():
+                raise SettingsError("JARVIS_SECRET_KEY is set but empty; unset it or set a value")
             return key
         if self.is_production:
             raise SettingsError(
@@ -124,26 +127,40 @@ class Settings(BaseSettings):
 def _check_production_secret(key: str) -> None:
     if key.strip().lower() in KNOWN_DEFAULT_SECRETS:
         raise SettingsError("JARVIS_SECRET_KEY is a well-known placeholder; set a random value")
-    if len(key) < MIN_SECRET_KEY_LENGTH:
+    if len(key.strip()) < MIN_SECRET_KEY_LENGTH:
         raise SettingsError(
             f"JARVIS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters in production"
         )
 
 
+def _read_key_file(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:
+        raise SettingsError(
+            f"the secret key file {path} is empty; delete it to have a new key generated, "
+            "or set JARVIS_SECRET_KEY"
+        )
+    return key
+
+
 def _read_or_create_key_file(path: Path) -> str:
     if path.exists():
-        key = path.read_text().strip()
-        if key:
-            return key
+        return _read_key_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    # O_EXCL so two processes starting together cannot both write; the loser reads.
+    # Written to a private temporary file, then linked into place: the link is atomic and
+    # fails if the file exists, so when two processes start together the loser reads the
+    # winner's complete key, never a half-written file.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_key_file(path)
+    finally:
+        os.unlink(temporary)
     return key
 
 

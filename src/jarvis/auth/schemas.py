@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from jarvis.kit.schema import ApiInput, ApiModel
 
@@ -13,7 +14,10 @@ EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}$"
 
 class LoginRequest(ApiInput):
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
-    password: str = Field(min_length=1, max_length=1024)
+    # Not stripped like other input strings: the password is compared exactly as it was set.
+    password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=1024
+    )
 
     @field_validator("email")
     @classmethod

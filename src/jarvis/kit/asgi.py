@@ -24,7 +24,8 @@ class BodySizeLimit:
     """Answer 413 to requests whose body is larger than ``limit`` bytes.
 
     A declared ``Content-Length`` is checked before the app runs; a body without one
-    (chunked) is read up to the limit first, then replayed to the app.
+    (chunked, or a protocol without the header) is read up to the limit first, then
+    replayed to the app.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -60,9 +61,6 @@ class BodySizeLimit:
             if too_large:
                 await self._reject(send)
                 return
-            await self.app(scope, receive, send)
-            return
-        if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
