@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from jarvis.agents.layers import Layer
 from jarvis.kit.schema import ApiInput, ApiModel
@@ -52,23 +53,29 @@ class AgentUpdate(ApiInput):
     business_function: str | None = Field(default=None, pattern=BUSINESS_FUNCTION_PATTERN)
     sla_status: SlaStatus | None = None
 
+    @field_validator(
+        "name",
+        "layer",
+        "persona",
+        "config",
+        "maturity_level",
+        "governance_status",
+        "risk_level",
+        "can_generate_persona",
+        "sla_status",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Only runs for fields the client sent; absent fields keep their None default.
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
+
     @model_validator(mode="after")
     def _not_empty(self) -> AgentUpdate:
         if not self.model_fields_set:
             raise ValueError("the update names no field to change")
-        for required in (
-            "name",
-            "layer",
-            "persona",
-            "config",
-            "maturity_level",
-            "governance_status",
-            "risk_level",
-            "can_generate_persona",
-            "sla_status",
-        ):
-            if required in self.model_fields_set and getattr(self, required) is None:
-                raise ValueError(f"{required} cannot be null")
         return self
 
 
@@ -112,6 +119,11 @@ class AgentVersionOut(ApiModel):
     changed_by: str
     created_at: datetime
     snapshot: dict[str, Any]
+
+    @field_serializer("snapshot")
+    def _snapshot_on_the_wire(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        # Stored with Python field names; sent in camelCase like every other body.
+        return {to_camel(name): value for name, value in snapshot.items()}
 
 
 class LayerOut(ApiModel):

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/personas", tags=["personas"])
 async def all_personas(
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Page[PersonaOut]:
     rows, total = await service.list_personas(session, limit=limit, offset=offset)
     return Page[PersonaOut](

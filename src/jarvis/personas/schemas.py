@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from jarvis.kit.schema import ApiInput, ApiModel
 
@@ -20,7 +20,8 @@ _RGBA = re.compile(
 
 
 def _css_colour(value: str) -> str:
-    if not (_HEX.match(value) or _RGBA.match(value)):
+    # fullmatch: "$" alone would let a trailing newline through into the CSS.
+    if not (_HEX.fullmatch(value) or _RGBA.fullmatch(value)):
         raise ValueError("must be a CSS colour: #rgb, #rrggbb, #rrggbbaa, rgb(...) or rgba(...)")
     return value
 
@@ -30,6 +31,8 @@ CssColour = Annotated[str, AfterValidator(_css_colour)]
 
 class ColorScheme(ApiModel):
     """A persona's theme, applied through CSS custom properties."""
+
+    model_config = ConfigDict(extra="forbid")
 
     primary: CssColour
     secondary: CssColour
