@@ -12,6 +12,7 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
+from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
 from jarvis.settings import Settings, SettingsError, get_settings
@@ -59,6 +60,11 @@ async def database() -> AsyncIterator[Database]:
 
 @asynccontextmanager
 async def transaction(*, write: bool = True) -> AsyncIterator[AsyncSession]:
-    """One unit of work against the configured database."""
-    async with database() as db, unit_of_work(db, write=write) as session:
-        yield session
+    """One unit of work against the configured database, once its schema is at head."""
+    async with database() as db:
+        # Without this, a command run before `jarvis db upgrade` dies in a SQL traceback.
+        problem = (await schema_state(db.engine)).problem()
+        if problem is not None:
+            fail(problem)
+        async with unit_of_work(db, write=write) as session:
+            yield session
