@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -118,7 +118,8 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for err in exc.errors():
         loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
-        out.append({"loc": loc, "msg": str(err.get("msg", "invalid value"))})
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        out.append({"loc": loc, "msg": msg})
     return out
 
 
@@ -206,6 +207,19 @@ async def _handle_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _handle_data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Input validation should stop such values first; this is the backstop.
+    log.warning("data_error", path=request.url.path, error=str(getattr(exc, "orig", exc)))
+    return problem(
+        422,
+        "Value cannot be stored",
+        "A value in the request cannot be stored by the database (for example text with a "
+        "NUL character or a number out of range)",
+        slug="unstorable-value",
+        instance=request.url.path,
+    )
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, method=request.method)
     return problem(
@@ -223,4 +237,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_exception_handler(IntegrityError, _handle_integrity)
+    app.add_exception_handler(DataError, _handle_data_error)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -15,7 +15,7 @@ from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.errors import install_error_handlers
 from jarvis.health import router as health_router
-from jarvis.kit.asgi import BodySizeLimit
+from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
 from jarvis.kit.logging import configure_logging
 from jarvis.personas.routes import router as personas_router
 from jarvis.settings import Settings, get_settings
@@ -63,6 +63,7 @@ def create_app(
     for router in (health_router, auth_router, agents_router, personas_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RejectNulInUrl)
     return app
 
 

@@ -146,7 +146,11 @@ def test_seed_demo_adds_agents_once(db_file: Path) -> None:
     assert agents_added > 0
     [(stored,)] = query(db_file, "SELECT count(*) FROM agents")
     assert stored == agents_added
-    assert len(PASSWORD_LINE.findall(first.output)) == int(match.group(3))
+    # One password per demo user, plus the first admin's, created with the demo.
+    assert len(PASSWORD_LINE.findall(first.output)) == int(match.group(3)) + 1
+    assert "admin login: admin@jarvis.local password:" in first.output
+    [(admins,)] = query(db_file, "SELECT count(*) FROM users WHERE persona = 'admin'")
+    assert admins == 1
 
     second = jarvis("seed", "demo")
     assert second.exit_code == 0, second.output

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,7 +34,8 @@ class Agent(Timestamps, Base):
         Index("idx_agents_persona", "persona"),
         Index("idx_agents_business_function", "business_function"),
         CheckConstraint(f"layer IN ({_LAYER_VALUES})", name="layer"),
-        UniqueConstraint("name"),
+        # Ids are never reused on SQLite either, so audit entries name one agent for good.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -67,6 +69,11 @@ class Agent(Timestamps, Base):
     sla_status: Mapped[str] = mapped_column(String(16), default="green")
 
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# Names are unique regardless of case ("Intent Router" and "intent router" clash), enforced
+# by the database so that concurrent creates cannot both pass the service's check.
+Index("uq_agents_lower_name", func.lower(Agent.name), unique=True)
 
 
 class AgentVersion(Base):

@@ -16,6 +16,7 @@ from jarvis.kit.clock import utcnow
 
 class User(Timestamps, Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

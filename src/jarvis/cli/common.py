@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.auth.service import AdminBootstrap, ensure_admin
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
@@ -68,3 +69,32 @@ async def transaction(*, write: bool = True) -> AsyncIterator[AsyncSession]:
             fail(problem)
         async with unit_of_work(db, write=write) as session:
             yield session
+
+
+async def bootstrap_admin(session: AsyncSession) -> AdminBootstrap | None:
+    """Create the first admin from the settings unless an admin exists."""
+    cfg = settings()
+    return await ensure_admin(
+        session,
+        email=cfg.admin_email,
+        password=cfg.admin_password.get_secret_value() if cfg.admin_password else None,
+        generate=not cfg.is_production,
+    )
+
+
+def print_admin_login(admin: AdminBootstrap | None) -> None:
+    if admin is None:
+        console.print(
+            "no admin account exists: set JARVIS_ADMIN_PASSWORD or run "
+            "`jarvis users create --persona admin`"
+        )
+    elif admin.generated_password:
+        console.print(
+            f"admin login: [bold]{admin.user.email}[/] password: "
+            f"[bold]{admin.generated_password}[/] (shown once)"
+        )
+    else:
+        console.print(
+            f"admin login: [bold]{admin.user.email}[/] (password as set; "
+            f"`jarvis users set-password --email {admin.user.email}` sets a new one)"
+        )

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from jarvis.cli.common import console, run, transaction
+from jarvis.auth.service import AdminBootstrap
+from jarvis.cli.common import bootstrap_admin, console, print_admin_login, run, transaction
 from jarvis.demo.service import DemoResult, seed_demo
 
 app = typer.Typer(help="Load data.", no_args_is_help=True)
@@ -18,13 +19,17 @@ def demo(
         bool, typer.Option("--if-empty", help="Only when the database has no agents yet")
     ] = False,
 ) -> None:
-    """Load the demo personas, agents and users (idempotent)."""
+    """Load the demo personas, agents and users (idempotent), and the first admin."""
 
-    async def body() -> DemoResult:
+    async def body() -> tuple[DemoResult, AdminBootstrap | None]:
         async with transaction() as session:
-            return await seed_demo(session, only_if_empty=if_empty)
+            result = await seed_demo(session, only_if_empty=if_empty)
+            admin = None if result.skipped else await bootstrap_admin(session)
+            return result, admin
 
-    result = run(body)
+    result, admin = run(body)
+    if admin is not None and admin.created:
+        print_admin_login(admin)
     if result.skipped:
         console.print("demo data: skipped (the database already has agents)")
         return

@@ -7,8 +7,16 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from jarvis.auth.service import AdminBootstrap, ensure_admin
-from jarvis.cli.common import console, database, fail, run, settings
+from jarvis.auth.service import AdminBootstrap
+from jarvis.cli.common import (
+    bootstrap_admin,
+    console,
+    database,
+    fail,
+    print_admin_login,
+    run,
+    settings,
+)
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 
@@ -33,34 +41,14 @@ def serve(
             if problem is not None:
                 return problem, None
             async with unit_of_work(db) as session:
-                admin = await ensure_admin(
-                    session,
-                    email=cfg.admin_email,
-                    password=cfg.admin_password.get_secret_value() if cfg.admin_password else None,
-                    generate=not cfg.is_production,
-                )
-            return None, admin
+                return None, await bootstrap_admin(session)
 
     problem, admin = run(prepare)
     if problem is not None:
         fail(f"refusing to start: {problem}")
     url = f"http://{host}:{port}"
     console.print(f"JARVIS is serving on [bold]{url}[/]  (API docs: {url}/docs)")
-    if admin is None:
-        console.print(
-            "no admin account exists: set JARVIS_ADMIN_PASSWORD or run "
-            "`jarvis users create --persona admin`"
-        )
-    elif admin.generated_password:
-        console.print(
-            f"admin login: [bold]{admin.user.email}[/] password: "
-            f"[bold]{admin.generated_password}[/] (shown once)"
-        )
-    else:
-        console.print(
-            f"admin login: [bold]{admin.user.email}[/] (password as set; "
-            f"`jarvis users set-password --email {admin.user.email}` sets a new one)"
-        )
+    print_admin_login(admin)
     uvicorn.run(
         "jarvis.main:app",
         factory=True,

@@ -18,7 +18,10 @@ class AuditTrail(Base):
     """One ledger entry. Append-only; ``entry_hash`` chains it to the entry before."""
 
     __tablename__ = "audit_trails"
-    __table_args__ = (Index("ix_audit_trails_entity", "entity_type", "entity_id"),)
+    __table_args__ = (
+        Index("ix_audit_trails_entity", "entity_type", "entity_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -9,15 +9,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 PROBLEM_CONTENT_TYPE = b"application/problem+json"
 
 
-def _problem_body(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "type": "urn:jarvis:problem:payload-too-large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"The request body exceeds the limit of {limit} bytes",
-        }
+async def _send_problem(send: Send, status: int, title: str, slug: str, detail: str) -> None:
+    body = json.dumps(
+        {"type": f"urn:jarvis:problem:{slug}", "title": title, "status": status, "detail": detail}
     ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:
@@ -33,19 +40,13 @@ class BodySizeLimit:
         self.limit = limit
 
     async def _reject(self, send: Send) -> None:
-        body = _problem_body(self.limit)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await _send_problem(
+            send,
+            413,
+            "Payload too large",
+            "payload-too-large",
+            f"The request body exceeds the limit of {self.limit} bytes",
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,3 +88,30 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RejectNulInUrl:
+    """Answer 400 to a request whose path or query string encodes a NUL character.
+
+    No identifier or search text contains one, and PostgreSQL cannot compare with it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            raw = scope.get("raw_path") or scope.get("path", "").encode()
+            query = scope.get("query_string", b"")
+            if b"%00" in raw.lower() or b"%00" in query or b"\x00" in raw + query:
+                if scope["type"] == "http":
+                    await _send_problem(
+                        send,
+                        400,
+                        "Bad request",
+                        "bad-request",
+                        "The URL contains an encoded NUL character (%00), which no "
+                        "parameter accepts",
+                    )
+                    return
+        await self.app(scope, receive, send)

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_trails")),
         sa.UniqueConstraint("entry_hash", name=op.f("uq_audit_trails_entry_hash")),
         sa.UniqueConstraint("prev_hash", name=op.f("uq_audit_trails_prev_hash")),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_audit_trails_action"), "audit_trails", ["action"], unique=False)
     op.create_index(
@@ -120,8 +121,9 @@ def upgrade() -> None:
             onupdate="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agents")),
-        sa.UniqueConstraint("name", name=op.f("uq_agents_name")),
+        sqlite_autoincrement=True,
     )
+    op.create_index("uq_agents_lower_name", "agents", [sa.text("lower(name)")], unique=True)
     op.create_index("idx_agents_business_function", "agents", ["business_function"], unique=False)
     op.create_index("idx_agents_layer", "agents", ["layer"], unique=False)
     op.create_index("idx_agents_persona", "agents", ["persona"], unique=False)
@@ -147,6 +149,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_users_persona"), "users", ["persona"], unique=False)
 
@@ -270,6 +273,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_users_persona"), table_name="users")
 
     op.drop_table("users")
+    op.drop_index("uq_agents_lower_name", table_name="agents")
     op.drop_index("idx_agents_persona", table_name="agents")
     op.drop_index("idx_agents_layer", table_name="agents")
     op.drop_index("idx_agents_business_function", table_name="agents")
