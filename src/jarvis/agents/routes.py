@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from jarvis.agents import service
 from jarvis.agents.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
+from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.schemas import (
     AgentCreate,
     AgentOut,
@@ -17,7 +18,7 @@ from jarvis.agents.schemas import (
     LayerOut,
 )
 from jarvis.auth.dependencies import Authenticated
-from jarvis.db.session import DbSession
+from jarvis.db.session import DbSession, get_database, unit_of_work
 from jarvis.errors import BadRequest
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
 
@@ -49,7 +50,6 @@ def _if_match(value: str | None) -> int | None:
 @router.get("/agents", response_model=Page[AgentOut], summary="List agents")
 async def list_agents(
     request: Request,
-    session: DbSession,
     layer: Annotated[Layer | None, Query(description="One of the six layers")] = None,
     persona: Annotated[str | None, Query(max_length=64)] = None,
     business_function: Annotated[str | None, Query(alias="businessFunction", max_length=64)] = None,
@@ -59,9 +59,14 @@ async def list_agents(
     offset: Offset = 0,
 ) -> Response:
     flt = service.AgentFilter(layer, persona, business_function, governance_status, q)
-    body = await service.agent_page_json(
-        session, flt, limit=limit, offset=offset, cache=request.app.state.agent_page_cache
-    )
+    cache: AgentPageCache = request.app.state.agent_page_cache
+    body = cache.get(service.page_key(flt, limit=limit, offset=offset))
+    if body is None:
+        # The database is only touched on a miss: a hit costs no connection at all.
+        async with unit_of_work(get_database(request), write=False) as session:
+            body = await service.agent_page_json(
+                session, flt, limit=limit, offset=offset, cache=cache
+            )
     # Already validated and serialised (and maybe cached): skip FastAPI's second pass.
     return Response(body, media_type="application/json")
 

@@ -96,6 +96,11 @@ async def list_agents(
     return rows.all(), total or 0
 
 
+def page_key(flt: AgentFilter, *, limit: int, offset: int) -> tuple[AgentFilter, int, int]:
+    """The cache key of one page of the agent list."""
+    return (flt, limit, offset)
+
+
 async def agent_page_json(
     session: AsyncSession,
     flt: AgentFilter,
@@ -108,24 +113,22 @@ async def agent_page_json(
 
     One query returns the rows and, through a window function, the filtered total.
     """
-    key = (flt, limit, offset)
+    key = page_key(flt, limit=limit, offset=offset)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
     generation = registry_generation()
     conditions = flt.conditions()
-    rows = (
-        (
-            await session.execute(
-                select(*Agent.__table__.c, func.count().over().label("total_count"))
-                .where(*conditions)
-                .order_by(*_ORDER)
-                .limit(limit)
-                .offset(offset)
-            )
-        )
-        .mappings()
-        .all()
+    # Core rows straight off the connection, as plain dicts: validating SQLAlchemy
+    # RowMappings through aliases costs a failed lookup (an exception) per field.
+    connection = await session.connection()
+    result = await connection.execute(
+        select(*Agent.__table__.c, func.count().over().label("total_count"))
+        .where(*conditions)
+        .order_by(*_ORDER)
+        .limit(limit)
+        .offset(offset)
     )
+    rows = [dict(row) for row in result.mappings()]
     if rows:
         total = int(rows[0]["total_count"])
     else:  # past the end there is no row to carry the window count

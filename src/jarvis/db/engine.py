@@ -41,9 +41,21 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+DEFAULT_POOL_SIZE = 20
+DEFAULT_MAX_OVERFLOW = 10
+
+
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
-    """Create an async engine for ``database_url`` with JARVIS's connection set-up."""
+    """Create an async engine for ``database_url`` with JARVIS's connection set-up.
+
+    The pool keeps enough connections for the server's concurrency: a connection opened
+    beyond ``pool_size`` is closed when returned, and opening one (a PostgreSQL session,
+    or an aiosqlite thread) costs far more than a query.
+    """
     url = make_url(database_url)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", DEFAULT_POOL_SIZE)
+        kwargs.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)
         _install_sqlite_hooks(engine)
@@ -56,8 +68,8 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
 class Database:
     """An engine and the two session factories: one for reading, one for writing.
 
-    On SQLite the writing factory begins ``IMMEDIATE`` transactions; on PostgreSQL both
-    are the same.
+    On SQLite the writing factory begins ``IMMEDIATE`` transactions and the reading one
+    ``DEFERRED`` (a consistent snapshot); on PostgreSQL readers run in autocommit.
     """
 
     engine: AsyncEngine
@@ -71,6 +83,10 @@ class Database:
             self.writer = async_sessionmaker(write_engine, expire_on_commit=False)
         else:
             self.writer = self.reader
+            # Reads need no transaction on PostgreSQL: under READ COMMITTED every
+            # statement sees its own snapshot anyway, and BEGIN/COMMIT are two round trips.
+            read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.reader = async_sessionmaker(read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:

@@ -64,6 +64,12 @@ class BodySizeLimit:
                 return
             await self.app(scope, receive, send)
             return
+        if scope.get("http_version", "1.1").startswith("1") and (
+            headers.get(b"transfer-encoding") is None
+        ):
+            # HTTP/1.x without Content-Length or Transfer-Encoding has no body (RFC 9112).
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         while True:
