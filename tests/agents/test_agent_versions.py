@@ -12,6 +12,7 @@ from jarvis.agents.models import Agent, AgentVersion
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from tests.factories import bearer, create_agent, create_user, token_for
+from tests.problems import assert_problem
 
 # Versioned fields as the API spells them; metrics and bookkeeping are not versioned.
 VERSIONED_WIRE_FIELDS = (
@@ -42,17 +43,6 @@ class Caller:
 async def caller(db: Database) -> Caller:
     user = await create_user(db, persona="underwriter")
     return Caller(user.email, bearer(await token_for(db, user)))
-
-
-def assert_problem(response: httpx.Response, status: int, *contains: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:jarvis:problem:")
-    for fragment in contains:
-        assert fragment in body["detail"], body["detail"]
-    return body
 
 
 def versioned(agent: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from jarvis.agents.service import delete_agent as service_delete_agent
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from tests.factories import TEST_ACTOR, create_agent, create_personas
+from tests.problems import assert_problem
 
 LAYERS: list[str] = [layer.value for layer in LAYER_ORDER]
 SNAKE_ONLY_KEYS = {
@@ -44,23 +45,6 @@ SNAKE_ONLY_KEYS = {
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def assert_problem(
-    response: httpx.Response, status: int, *contains: str, slug: str | None = None
-) -> dict[str, Any]:
-    """Assert a problem+json answer with ``status`` whose detail mentions ``contains``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:jarvis:problem:")
-    if slug is not None:
-        assert body["type"] == f"urn:jarvis:problem:{slug}"
-    assert body["title"]
-    for fragment in contains:
-        assert fragment in body["detail"], body["detail"]
-    return body
 
 
 def error_locs(body: dict[str, Any]) -> list[list[Any]]:

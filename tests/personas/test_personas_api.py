@@ -12,6 +12,7 @@ from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.personas.models import RolePersona
 from tests.factories import create_personas
+from tests.problems import assert_problem
 
 SCHEME = {
     "primary": "#b45309",
@@ -31,21 +32,6 @@ def claims_manager(**overrides: Any) -> dict[str, Any]:
         "colorScheme": dict(SCHEME),
     }
     body.update(overrides)
-    return body
-
-
-def assert_problem(
-    response: httpx.Response, status: int, *contains: str, slug: str | None = None
-) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:jarvis:problem:")
-    if slug is not None:
-        assert body["type"] == f"urn:jarvis:problem:{slug}"
-    for fragment in contains:
-        assert fragment in body["detail"], body["detail"]
     return body
 
 
