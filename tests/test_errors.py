@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from jarvis.auth.models import ApiToken
 from jarvis.db.engine import Database
 from jarvis.db.session import DbSession
-from jarvis.errors import describe_integrity_error
+from jarvis.errors import describe_integrity_error, is_data_exception
 from jarvis.main import create_app
 from jarvis.personas.models import RolePersona
 from jarvis.settings import Settings
-from tests.factories import DEFAULT_PASSWORD, create_personas, create_user
+from tests.factories import DEFAULT_PASSWORD, create_agent, create_personas, create_user
 
 PROBLEM = "application/problem+json"
 LIMIT = 1024 * 1024
@@ -355,3 +357,251 @@ async def test_concurrent_duplicates_give_one_201_and_one_409(
         if response.status_code == 409:
             assert_problem(response, 409, "conflict")
     assert (await client.get("/api/agents")).json()["total"] == 1
+
+
+# --- found by fuzzing (tests/test_api_fuzz.py) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'"config": {"a": NaN}', "config.a"),
+        (b'"config": {"a": {"b": Infinity}}', "config.a.b"),
+        (b'"dashboardTemplate": {"a": [1, -Infinity]}', "dashboardTemplate.a[1]"),
+        (b'"personaGenerationConfig": {"a": 1e400}', "personaGenerationConfig.a"),
+    ],
+)
+async def test_non_finite_number_in_a_body_is_422_naming_where(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], raw: bytes, where: str
+) -> None:
+    # Python's JSON parser reads NaN, Infinity and 1e400 (as inf); PostgreSQL's jsonb
+    # refused them with a 500 and SQLite stored them, to be read back as null.
+    body = b'{"name": "Odd Numbers", "layer": "Role", ' + raw + b"}"
+
+    response = await client.post(
+        "/api/agents", content=body, headers={"Content-Type": "application/json", **admin_headers}
+    )
+
+    problem = assert_problem(response, 422, "validation")
+    assert f"{where} must be a finite number" in str(problem["detail"])
+    assert (await client.get("/api/agents")).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'"config": {"a": "x\\ud800y"}', "config.a"),
+        (b'"dashboardTemplate": {"a": ["ok", "\\udfff"]}', "dashboardTemplate.a[1]"),
+        (b'"config": {"\\ud800": 1}', "config.\\ud800"),
+        (b'"description": "\\udc00"', "description"),
+    ],
+)
+async def test_unpaired_surrogate_in_a_body_is_422_naming_where(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], raw: bytes, where: str
+) -> None:
+    # JSON may escape half of a surrogate pair; no UTF-8 text can hold it. In a free-form
+    # field it reached the database: a 500 on both backends.
+    body = b'{"name": "Half Pairs", "layer": "Role", ' + raw + b"}"
+
+    response = await client.post(
+        "/api/agents", content=body, headers={"Content-Type": "application/json", **admin_headers}
+    )
+
+    problem = assert_problem(response, 422, "validation")
+    assert f"{where} must not contain an unpaired UTF-16 surrogate" in str(problem["detail"])
+    assert (await client.get("/api/agents")).json()["total"] == 0
+
+
+async def test_surrogate_pairs_are_ordinary_text(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    body = b'{"name": "Smile \\ud83d\\ude00", "layer": "Role", "config": {"a": "\\ud83d\\ude00"}}'
+
+    response = await client.post(
+        "/api/agents", content=body, headers={"Content-Type": "application/json", **admin_headers}
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "Smile \U0001f600"
+    assert response.json()["config"] == {"a": "\U0001f600"}
+
+
+async def test_unstorable_update_leaves_the_agent_unchanged(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Database
+) -> None:
+    agent = await create_agent(db, config={"keep": 1})
+
+    response = await client.patch(
+        f"/api/agents/{agent.id}",
+        content=b'{"config": {"k": {"nested": NaN}}}',
+        headers={"Content-Type": "application/json", **admin_headers},
+    )
+
+    assert_problem(response, 422, "validation")
+    stored = (await client.get(f"/api/agents/{agent.id}")).json()
+    assert stored["config"] == {"keep": 1}
+    assert stored["version"] == 1
+
+
+@pytest.mark.parametrize("if_match", [b'"\xb2"', b"\xb9\xb2", b'W/"\xb3"'])
+async def test_if_match_with_a_non_ascii_digit_is_400(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], db: Database, if_match: bytes
+) -> None:
+    # Header bytes arrive as latin-1: 0xB2 is "²", which str.isdigit() accepts and int()
+    # does not (it was a 500).
+    agent = await create_agent(db)
+
+    response = await client.patch(
+        f"/api/agents/{agent.id}",
+        json={"description": "changed"},
+        headers={"If-Match": if_match, **admin_headers},  # type: ignore[dict-item]
+    )
+
+    assert_problem(response, 400, "bad-request")
+    assert (await client.get(f"/api/agents/{agent.id}")).json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "colour", ["rgba(1, 2, 3, 0.\u0665)", "rgb(\u0661, 2, 3)", "rgb(1,\u20032, 3)"]
+)
+async def test_css_colour_takes_only_ascii_digits_and_spaces(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], colour: str
+) -> None:
+    # \d and \s matched any Unicode digit or space, so "rgba(1, 2, 3, 0.٥)" was stored as a
+    # colour no CSS parser reads.
+    scheme = dict.fromkeys(("primary", "secondary", "accent", "background"), "#fff")
+    body = {
+        "key": "odd_digits",
+        "displayName": "Odd",
+        "colorScheme": {**scheme, "glassmorphism": colour},
+    }
+
+    response = await client.post("/api/personas/register", json=body, headers=admin_headers)
+
+    problem = assert_problem(response, 422, "validation")
+    assert "glassmorphism" in str(problem["detail"])
+    keys = [p["key"] for p in (await client.get("/api/personas/all")).json()["items"]]
+    assert "odd_digits" not in keys
+
+
+async def test_update_schema_offers_null_only_where_null_is_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    # The schema offered null for every field and allowed {}; the app refuses both (422),
+    # so a client following the schema, or a fuzzer, met errors it had no way to foresee.
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["AgentUpdate"]
+
+    assert schema["minProperties"] == 1
+    properties = schema["properties"]
+    for name in ("name", "layer", "config", "maturityLevel", "canGeneratePersona", "slaStatus"):
+        assert "anyOf" not in properties[name] and "default" not in properties[name], name
+    assert properties["maturityLevel"]["minimum"] == 1
+    for name in ("description", "specialization", "businessFunction", "dashboardTemplate"):
+        assert {"type": "null"} in properties[name]["anyOf"], name
+
+
+def data_error(orig: Exception) -> DBAPIError:
+    return DBAPIError("UPDATE agents SET config=$1", ("{}",), orig)
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__("driver error")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (DataError("stmt", (), Exception("value too long")), True),
+        (data_error(_DriverError("22P02")), True),  # invalid text representation
+        (data_error(_DriverError("22P05")), True),  # untranslatable character
+        (data_error(_DriverError("22003")), True),  # numeric value out of range
+        (data_error(_DriverError("42P01")), False),  # undefined table: our bug, not the value
+        (data_error(_DriverError(None)), False),
+        (data_error(Exception("no sqlstate at all")), False),
+    ],
+)
+def test_is_data_exception(error: DBAPIError, expected: bool) -> None:
+    assert is_data_exception(error) is expected
+
+
+storage_probe = APIRouter(prefix="/test-only")
+
+
+@storage_probe.post("/unstorable-json")
+async def unstorable_json(session: DbSession) -> dict[str, str]:
+    # What a value past input validation meets: jsonb has no NaN. asyncpg's error reaches
+    # SQLAlchemy as a plain DBAPIError (SQLSTATE 22P02), not as DataError.
+    session.add(RolePersona(key="nan_colours", display_name="x", color_scheme={"a": math.nan}))
+    await session.flush()
+    return {"status": "stored"}
+
+
+@storage_probe.post("/missing-table")
+async def missing_table(session: DbSession) -> dict[str, str]:
+    await session.execute(text("SELECT * FROM no_such_table"))
+    return {"status": "read"}
+
+
+@pytest.fixture
+async def storage_probe_client(
+    settings: Settings, db: Database
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, database=db)
+    app.include_router(storage_probe)
+    async with app.router.lifespan_context(app):
+        # The 500 handler re-raises after answering; see the answer, not the exception.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+async def test_value_postgresql_refuses_is_a_422_problem(
+    storage_probe_client: httpx.AsyncClient, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite stores NaN in a JSON column; only PostgreSQL refuses it")
+
+    response = await storage_probe_client.post("/test-only/unstorable-json")
+
+    body = assert_problem(response, 422, "unstorable-value")
+    assert "INSERT" not in str(body["detail"])
+    personas = (await storage_probe_client.get("/api/personas/all")).json()["items"]
+    assert "nan_colours" not in [p["key"] for p in personas]
+
+
+async def test_other_database_errors_stay_500_problems(
+    storage_probe_client: httpx.AsyncClient,
+) -> None:
+    response = await storage_probe_client.post("/test-only/missing-table")
+
+    body = assert_problem(response, 500, "internal")
+    assert "no_such_table" not in str(body["detail"])
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"name": "Big", "layer": "Role", "config": {"n": 1' + b"0" * 5000 + b"}}", "digits"),
+        (
+            b'{"name": "Deep", "layer": "Role", "config": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            "nested too deeply",
+        ),
+        (b'{"name": "caf\xe9", "layer": "Role"}', "not UTF-8"),
+    ],
+)
+async def test_body_json_cannot_read_is_a_malformed_json_problem(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], body: bytes, reason: str
+) -> None:
+    # FastAPI answers these with a bare 400 "There was an error parsing the body".
+    response = await client.post(
+        "/api/agents", content=body, headers={"Content-Type": "application/json", **admin_headers}
+    )
+
+    problem = assert_problem(response, 400, "malformed-json")
+    assert reason in str(problem["detail"])
+    assert (await client.get("/api/agents")).json()["total"] == 0

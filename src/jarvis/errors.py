@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -163,6 +163,17 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unparsable_body(cause: BaseException | None) -> str | None:
+    """Why FastAPI could not read a JSON body (it says only "error parsing the body")."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte {cause.start} cannot be decoded)"
+    if isinstance(cause, RecursionError):
+        return "arrays or objects are nested too deeply"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "a number has more than 4300 digits"
+    return None
+
+
 async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     status = exc.status_code
@@ -172,6 +183,9 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     elif status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
         title, slug = "Method not allowed", "method-not-allowed"
+    elif status == 400 and (reason := _unparsable_body(exc.__cause__)) is not None:
+        detail = f"The request body is not valid JSON: {reason}"
+        title, slug = "Malformed JSON", "malformed-json"
     else:
         detail = str(exc.detail)
         title, slug = "HTTP error", f"http-{status}"
@@ -207,9 +221,25 @@ async def _handle_integrity(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _handle_data_error(request: Request, exc: Exception) -> JSONResponse:
+def is_data_exception(exc: DBAPIError) -> bool:
+    """Whether the database refused a value (SQLSTATE class 22, "data exception").
+
+    asyncpg's errors reach SQLAlchemy as a plain ``DBAPIError`` rather than ``DataError``;
+    their SQLSTATE says what they are (22P02 invalid text, 22P05 untranslatable character,
+    22003 number out of range, 22021 bad byte sequence, ...).
+    """
+    if isinstance(exc, DataError):
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)  # noqa: S101
+    if not is_data_exception(exc):
+        raise exc  # on to the 500 handler, which logs it and lets the server see it
     # Input validation should stop such values first; this is the backstop.
-    log.warning("data_error", path=request.url.path, error=str(getattr(exc, "orig", exc)))
+    log.warning("data_error", path=request.url.path, error=str(exc.orig))
     return problem(
         422,
         "Value cannot be stored",
@@ -237,5 +267,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_exception_handler(IntegrityError, _handle_integrity)
-    app.add_exception_handler(DataError, _handle_data_error)
+    app.add_exception_handler(DBAPIError, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -42,7 +42,8 @@ def _if_match(value: str | None) -> int | None:
     if raw.startswith("W/"):
         raw = raw[2:]
     raw = raw.strip('"')
-    if not raw.isdigit():
+    # isascii: str.isdigit() also accepts "²" (a header byte 0xB2), which int() refuses.
+    if not (raw.isascii() and raw.isdigit()):
         raise BadRequest('If-Match must be the agent\'s ETag, e.g. "3"')
     return int(raw)
 

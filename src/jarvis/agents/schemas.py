@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from jarvis.agents.layers import Layer
@@ -35,8 +35,36 @@ class AgentCreate(ApiInput):
     sla_status: SlaStatus = "green"
 
 
+# AgentUpdate fields that can be changed but not cleared: None only means "not sent".
+NOT_NULLABLE = (
+    "name",
+    "layer",
+    "persona",
+    "config",
+    "maturity_level",
+    "governance_status",
+    "risk_level",
+    "can_generate_persona",
+    "sla_status",
+)
+
+
+def _update_schema(schema: dict[str, Any]) -> None:
+    """Document what AgentUpdate's validators enforce: no null for NOT_NULLABLE, one field."""
+    schema["minProperties"] = 1
+    properties = schema["properties"]
+    for name in NOT_NULLABLE:
+        prop = properties.get(to_camel(name)) or properties[name]
+        prop.pop("default", None)
+        if "anyOf" in prop:
+            (kept,) = [branch for branch in prop.pop("anyOf") if branch.get("type") != "null"]
+            prop.update(kept)
+
+
 class AgentUpdate(ApiInput):
     """A partial update: only the fields present change."""
+
+    model_config = ConfigDict(json_schema_extra=_update_schema)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     layer: Layer | None = None
@@ -53,18 +81,7 @@ class AgentUpdate(ApiInput):
     business_function: str | None = Field(default=None, pattern=BUSINESS_FUNCTION_PATTERN)
     sla_status: SlaStatus | None = None
 
-    @field_validator(
-        "name",
-        "layer",
-        "persona",
-        "config",
-        "maturity_level",
-        "governance_status",
-        "risk_level",
-        "can_generate_persona",
-        "sla_status",
-        mode="before",
-    )
+    @field_validator(*NOT_NULLABLE, mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # Only runs for fields the client sent; absent fields keep their None default.

@@ -13,20 +13,29 @@ from jarvis.kit.schema import ApiInput, ApiModel
 PERSONA_KEY_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
 PersonaKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=PERSONA_KEY_PATTERN)]
 
-_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
-_RGBA = re.compile(
-    r"^rgba?\(\s*\d{1,3}\s*,\s*\d{1,3}\s*,\s*\d{1,3}\s*(?:,\s*(?:0|1|0?\.\d+)\s*)?\)$"
+# One pattern for validation and for the OpenAPI schema, so it is written in the subset
+# Python and JSON Schema (ECMA 262) read alike: no \d or \s, which take any Unicode digit
+# or space in Python ("rgba(1, 2, 3, 0.\u0665)") and no CSS parser reads.
+_SPACE = r"[ \t\n\r\f\v]*"
+_BYTE = r"[0-9]{1,3}"
+CSS_COLOUR_PATTERN = (
+    r"^(?:#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})"
+    rf"|rgba?\({_SPACE}{_BYTE}{_SPACE},{_SPACE}{_BYTE}{_SPACE},{_SPACE}{_BYTE}{_SPACE}"
+    rf"(?:,{_SPACE}(?:0|1|0?\.[0-9]+){_SPACE})?\))$"
 )
+_CSS_COLOUR = re.compile(CSS_COLOUR_PATTERN)
 
 
 def _css_colour(value: str) -> str:
     # fullmatch: "$" alone would let a trailing newline through into the CSS.
-    if not (_HEX.fullmatch(value) or _RGBA.fullmatch(value)):
+    if not _CSS_COLOUR.fullmatch(value):
         raise ValueError("must be a CSS colour: #rgb, #rrggbb, #rrggbbaa, rgb(...) or rgba(...)")
     return value
 
 
-CssColour = Annotated[str, AfterValidator(_css_colour)]
+CssColour = Annotated[
+    str, AfterValidator(_css_colour), Field(json_schema_extra={"pattern": CSS_COLOUR_PATTERN})
+]
 
 
 class ColorScheme(ApiModel):
