@@ -155,7 +155,8 @@ async def get_agent(session: AsyncSession, agent_id: int, *, for_update: bool = 
 
 
 async def _ensure_name_free(session: AsyncSession, name: str, *, except_id: int | None) -> None:
-    query = select(Agent.id).where(func.lower(Agent.name) == name.lower())
+    # lower() on both sides: the same folding as the unique index, on either backend.
+    query = select(Agent.id).where(func.lower(Agent.name) == func.lower(name))
     if except_id is not None:
         query = query.where(Agent.id != except_id)
     if await session.scalar(query) is not None:
