@@ -605,3 +605,16 @@ async def test_body_json_cannot_read_is_a_malformed_json_problem(
     problem = assert_problem(response, 400, "malformed-json")
     assert reason in str(problem["detail"])
     assert (await client.get("/api/agents")).json()["total"] == 0
+
+
+async def test_openapi_documents_errors_as_problem_json(client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            default = operation["responses"]["default"]["content"]
+            assert "application/problem+json" in default, (method, path)
+            if "422" in operation["responses"]:
+                assert "application/problem+json" in operation["responses"]["422"]["content"]

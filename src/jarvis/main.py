@@ -17,6 +17,7 @@ from jarvis.errors import install_error_handlers
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
 from jarvis.kit.logging import configure_logging
+from jarvis.openapi import problem_openapi
 from jarvis.personas.routes import router as personas_router
 from jarvis.settings import Settings, get_settings
 
@@ -60,6 +61,7 @@ def create_app(
     app.state.db = db
     app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     for router in (health_router, auth_router, agents_router, personas_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
