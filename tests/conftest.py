@@ -93,13 +93,19 @@ def worker_suffix() -> str:
     return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With CI=true a missing PostgreSQL fails the run before any test, rather than skip."""
+    if IN_CI:
+        reason = _pg_reachable()
+        if reason is not None:
+            pytest.exit(f"CI=true but PostgreSQL is unreachable at {pg_admin_url()}: {reason}", 3)
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     reason = _pg_reachable()
     if reason is None:
         return True
-    if IN_CI:
-        pytest.exit(f"CI=true but PostgreSQL is unreachable at {pg_admin_url()}: {reason}", 3)
     _skipped_suites["postgresql"] = f"PostgreSQL unreachable at {pg_admin_url()} ({reason})"
     return False
 
