@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jarvis.kit.schema import find_nul
+from jarvis.kit.schema import find_unstorable
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,8 @@ async def test_nul_in_login_is_refused(client) -> None:
     assert response.status_code == 422
 
 
-def test_find_nul_reference() -> None:
-    assert find_nul({"a": {"b": ["ok", "no\u0000"]}}) == "a.b[1]"
-    assert find_nul({"a": 1, "b": [1, 2.5, None, True]}) is None
-    assert find_nul("plain") is None
+def test_find_unstorable_names_the_path_of_a_nul() -> None:
+    found = find_unstorable({"a": {"b": ["ok", "no\u0000"]}})
+    assert found is not None and found[0] == "a.b[1]"
+    assert find_unstorable({"a": 1, "b": [1, 2.5, None, True]}) is None
+    assert find_unstorable("plain") is None

@@ -109,13 +109,11 @@ async def agent_page_json(
     offset: int,
     cache: AgentPageCache | None = None,
 ) -> bytes:
-    """One page of agents as the API's JSON (``Page[AgentOut]``), from cache when fresh.
+    """Render one page of agents as the API's JSON (``Page[AgentOut]``), and cache it.
 
+    The caller looks in ``cache`` first (``page_key``), so that a hit needs no session.
     One query returns the rows and, through a window function, the filtered total.
     """
-    key = page_key(flt, limit=limit, offset=offset)
-    if cache is not None and (hit := cache.get(key)) is not None:
-        return hit
     generation = registry_generation()
     conditions = flt.conditions()
     # Core rows straight off the connection, as plain dicts: validating SQLAlchemy
@@ -139,7 +137,7 @@ async def agent_page_json(
     )
     body = _page_adapter.dump_json(page, by_alias=True)
     if cache is not None:
-        cache.put(key, generation, body)
+        cache.put(page_key(flt, limit=limit, offset=offset), generation, body)
     return body
 
 

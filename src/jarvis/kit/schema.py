@@ -53,12 +53,6 @@ def _unstorable(value: Any) -> str | None:
     return _nul(value)
 
 
-def find_nul(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (or key) in ``value`` holding a NUL, or None."""
-    found = _first(value, path, _nul)
-    return found[0] if found else None
-
-
 def find_unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
     """Where ``value`` holds text or a number no backend can store, and why; or None."""
     return _first(value, path, _unstorable)
