@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import count
 from typing import Any
 
 import httpx
+from fastapi import APIRouter
 
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
@@ -16,8 +19,10 @@ from jarvis.auth.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.governance.audit import Actor
+from jarvis.main import create_app
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from jarvis.settings import Settings
 
 TEST_ACTOR = Actor.system("tests")
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -90,3 +95,17 @@ async def login(client: httpx.AsyncClient, email: str, password: str = DEFAULT_P
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, db: Database, *routers: APIRouter
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for a fresh app on ``db``, with extra test-only ``routers`` mounted."""
+    app = create_app(settings, database=db)
+    for router in routers:
+        app.include_router(router)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c

@@ -20,7 +20,7 @@ from jarvis.errors import describe_integrity_error, is_data_exception
 from jarvis.main import create_app
 from jarvis.personas.models import RolePersona
 from jarvis.settings import Settings
-from tests.factories import DEFAULT_PASSWORD, create_agent, create_personas, create_user
+from tests.factories import DEFAULT_PASSWORD, app_client, create_agent, create_personas, create_user
 
 PROBLEM = "application/problem+json"
 LIMIT = 1024 * 1024
@@ -304,12 +304,8 @@ async def dangling_token(session: DbSession) -> dict[str, str]:
 
 @pytest.fixture
 async def probe_client(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, database=db)
-    app.include_router(probe)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(settings, db, probe) as c:
+        yield c
 
 
 @pytest.mark.parametrize(

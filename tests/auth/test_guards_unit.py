@@ -10,9 +10,8 @@ from fastapi import APIRouter
 
 from jarvis.auth.dependencies import Admin, Authenticated
 from jarvis.db.engine import Database
-from jarvis.main import create_app
 from jarvis.settings import Settings
-from tests.factories import bearer, create_user, login, token_for
+from tests.factories import app_client, bearer, create_user, login, token_for
 
 PROBLEM = "application/problem+json"
 
@@ -36,12 +35,8 @@ async def signed_in_only(principal: Authenticated) -> dict[str, object]:
 
 @pytest.fixture
 async def guarded(settings: Settings, db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, database=db)
-    app.include_router(probe)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(settings, db, probe) as c:
+        yield c
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
