@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.models import metadata
@@ -37,6 +38,7 @@ from tests.factories import bearer, create_user, token_for
 BACKENDS = ("sqlite", "postgresql")
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 40
 DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 _skipped_suites: dict[str, str] = {}
@@ -93,12 +95,45 @@ def worker_suffix() -> str:
     return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
+def redis_test_url() -> str:
+    return os.environ.get("JARVIS_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def _redis_reachable() -> str | None:
+    """None when Redis answers PING, else why not."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_test_url(), socket_connect_timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """With CI=true a missing PostgreSQL fails the run before any test, rather than skip."""
+    """With CI=true a missing PostgreSQL or Redis fails the run before any test."""
     if IN_CI:
         reason = _pg_reachable()
         if reason is not None:
             pytest.exit(f"CI=true but PostgreSQL is unreachable at {pg_admin_url()}: {reason}", 3)
+        reason = _redis_reachable()
+        if reason is not None:
+            pytest.exit(f"CI=true but Redis is unreachable at {redis_test_url()}: {reason}", 3)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (``JARVIS_TEST_REDIS_URL``); the suite is skipped, and says so, without
+    it. Tests isolate themselves by channel/key names, not by database."""
+    reason = _redis_reachable()
+    if reason is not None:
+        _skipped_suites["redis"] = f"Redis unreachable at {redis_test_url()} ({reason})"
+        pytest.skip(_skipped_suites["redis"])
+    return redis_test_url()
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +198,9 @@ async def _empty_postgres(db: Database) -> None:
 async def db(database_url: str, backend: str) -> AsyncIterator[Database]:
     database = Database.from_url(database_url)
     try:
+        # The built-in registry keys every database has after `jarvis db upgrade`.
+        async with unit_of_work(database) as s:
+            await ensure_builtin_registry(s)
         yield database
     finally:
         if backend == "postgresql":

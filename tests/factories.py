@@ -16,6 +16,7 @@ from jarvis.agents.service import create_agent as service_create_agent
 from jarvis.auth.models import User
 from jarvis.auth.service import create_api_token
 from jarvis.auth.service import create_user as service_create_user
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.governance.audit import Actor
@@ -43,11 +44,12 @@ UNDERWRITER = PersonaRegister(
 )
 
 
-async def create_personas(db: Database) -> None:
-    """The admin and underwriter personas."""
+async def create_personas(db: Database, config: ConfigService | None = None) -> None:
+    """The admin and underwriter personas (colours stored through ``config``)."""
+    config = config or ConfigService(db, poll_seconds=0)
     async with unit_of_work(db) as session:
-        await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR)
-        await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR)
+        await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR, config=config)
+        await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR, config=config)
 
 
 async def create_user(

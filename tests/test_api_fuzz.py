@@ -52,6 +52,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.failures import FailureGroup
 from schemathesis.schemas import APIOperation
 
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
@@ -350,7 +351,7 @@ async def _assert_data_intact(client: httpx.AsyncClient, db: Database) -> None:
 
 async def test_fuzz_the_whole_api(app: FastAPI, db: Database) -> None:
     async with unit_of_work(db) as session:
-        seeded = await seed_demo(session)
+        seeded = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
     assert seeded.agents_created == 23
     admin = await create_user(db, persona="admin")
     underwriter = await create_user(db, persona="underwriter")

@@ -283,7 +283,7 @@ probe = APIRouter(prefix="/test-only")
 
 @probe.post("/duplicate-persona")
 async def duplicate_persona(session: DbSession) -> dict[str, str]:
-    session.add(RolePersona(key="admin", display_name="Second admin", color_scheme={}))
+    session.add(RolePersona(key="admin", display_name="Second admin"))
     await session.flush()
     return {"status": "stored"}
 
@@ -291,7 +291,7 @@ async def duplicate_persona(session: DbSession) -> dict[str, str]:
 @probe.post("/duplicate-persona-at-commit")
 async def duplicate_persona_at_commit(session: DbSession) -> dict[str, str]:
     # No flush: the violation surfaces when the request's unit of work commits.
-    session.add(RolePersona(key="admin", display_name="Second admin", color_scheme={}))
+    session.add(RolePersona(key="admin", display_name="Second admin"))
     return {"status": "stored"}
 
 

@@ -37,11 +37,14 @@ class JarvisError(Exception):
         *,
         errors: Sequence[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors) if errors else None
         self.headers = headers or {}
+        # Further members of the problem document (RFC 9457 extensions), e.g. a report.
+        self.extra = extra or {}
 
 
 class BadRequest(JarvisError):
@@ -72,6 +75,10 @@ class PayloadTooLarge(JarvisError):
     status, title, slug = 413, "Payload too large", "payload-too-large"
 
 
+class UnsupportedMediaType(JarvisError):
+    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
 class ValidationFailed(JarvisError):
     status, title, slug = 422, "Validation failed", "validation"
 
@@ -94,6 +101,7 @@ def problem(
     errors: Sequence[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """Build an ``application/problem+json`` response."""
     body: dict[str, Any] = {
@@ -106,6 +114,8 @@ def problem(
         body["instance"] = instance
     if errors:
         body["errors"] = list(errors)
+    for name, value in (extra or {}).items():
+        body.setdefault(name, value)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
 
 
@@ -133,6 +143,7 @@ async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse
         errors=exc.errors,
         headers=exc.headers,
         instance=request.url.path,
+        extra=exc.extra,
     )
 
 

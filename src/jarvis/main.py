@@ -11,14 +11,19 @@ from jarvis import __version__
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.auth.routes import router as auth_router
+from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.routes import router as config_router
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
+from jarvis.db.session import unit_of_work
 from jarvis.errors import install_error_handlers
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
 from jarvis.kit.logging import configure_logging
 from jarvis.openapi import problem_openapi
 from jarvis.personas.routes import router as personas_router
+from jarvis.realtime.bus import EventBus, create_bus
 from jarvis.settings import Settings, get_settings
 
 
@@ -30,13 +35,22 @@ def create_app(
     settings: Settings | None = None,
     *,
     database: Database | None = None,
+    bus: EventBus | None = None,
     check_schema: bool = True,
 ) -> FastAPI:
-    """Build the application. ``database`` lets tests share an engine."""
+    """Build the application. ``database`` and ``bus`` let tests share them."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.is_production)
     db = database or Database.from_url(settings.database_url)
     owns_db = database is None
+    event_bus = bus if bus is not None else create_bus(settings.redis_url)
+    owns_bus = bus is None
+    config = ConfigService(
+        db,
+        bus=event_bus,
+        cache_size=settings.config_cache_size,
+        poll_seconds=settings.config_poll_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,8 +59,14 @@ def create_app(
                 problem = (await schema_state(db.engine)).problem()
                 if problem is not None:
                     raise SchemaNotAtHead(problem)
+                async with unit_of_work(db) as session:
+                    await ensure_builtin_registry(session)
+            await config.start()
             yield
         finally:
+            await config.close()
+            if owns_bus:
+                await event_bus.close()
             if owns_db:
                 await db.dispose()
 
@@ -59,10 +79,12 @@ def create_app(
     app.state.settings = settings
     app.state.secret_key = settings.resolve_secret_key()
     app.state.db = db
+    app.state.bus = event_bus
+    app.state.config = config
     app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
-    for router in (health_router, auth_router, agents_router, personas_router):
+    for router in (health_router, auth_router, agents_router, personas_router, config_router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RejectNulInUrl)

@@ -61,8 +61,19 @@ class Settings(BaseSettings):
     admin_email: str = "admin@jarvis.local"
     admin_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    session_days: int = Field(default=30, ge=1, le=365)
+    redis_url: str | None = None
+    config_cache_size: int = Field(default=1000, ge=0, le=10_000_000)
+    config_poll_seconds: float = Field(default=2.0, ge=0, le=3600)
     agent_list_cache_seconds: float = Field(default=2.0, ge=0, le=3600)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("database_url")
     @classmethod

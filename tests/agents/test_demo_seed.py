@@ -12,6 +12,7 @@ from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.agents.service import delete_agent
 from jarvis.auth.models import User, UserProfile
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import AGENTS, PERSONAS, USERS
@@ -24,7 +25,9 @@ LAYERS = [layer.value for layer in LAYER_ORDER]
 
 async def run_seed(db: Database, *, only_if_empty: bool = False) -> DemoResult:
     async with unit_of_work(db) as session:
-        return await seed_demo(session, only_if_empty=only_if_empty)
+        return await seed_demo(
+            session, config=ConfigService(db, poll_seconds=0), only_if_empty=only_if_empty
+        )
 
 
 async def counts(db: Database) -> tuple[int, int, int]:

@@ -33,6 +33,13 @@ TABLES = {
     "agents",
     "agent_versions",
     "audit_trails",
+    "config_registry",
+    "config_values",
+    "config_change_logs",
+    "config_snapshots",
+    "config_change_requests",
+    "business_rules",
+    "templates",
 }
 AGENT_INDEXES = {"idx_agents_layer", "idx_agents_persona", "idx_agents_business_function"}
 JSON_COLUMNS = {
@@ -40,7 +47,11 @@ JSON_COLUMNS = {
     ("agents", "persona_generation_config"),
     ("agents", "dashboard_template"),
     ("agent_versions", "snapshot"),
-    ("role_personas", "color_scheme"),
+    ("config_values", "value"),
+    ("config_values", "scope_identifiers"),
+    ("config_registry", "value_schema"),
+    ("config_snapshots", "content"),
+    ("config_change_requests", "payload"),
     ("user_preferences", "settings"),
     ("audit_trails", "before"),
     ("audit_trails", "after"),

@@ -13,6 +13,7 @@ from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.auth.models import ApiToken, User
+from jarvis.config.service import ConfigService
 from jarvis.db.base import Base
 from jarvis.db.engine import Database
 from jarvis.db.session import DbSession, unit_of_work
@@ -62,7 +63,9 @@ async def test_unit_of_work_commits_on_success(db: Database) -> None:
 async def test_unit_of_work_rolls_back_everything_on_error(db: Database) -> None:
     with pytest.raises(Boom):
         async with unit_of_work(db) as session:
-            await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR)
+            await ensure_persona(
+                session, ADMIN_PERSONA, actor=TEST_ACTOR, config=ConfigService(db, poll_seconds=0)
+            )
             await create_agent(session, _agent(), actor=TEST_ACTOR)
             await record_audit(
                 session, actor=TEST_ACTOR, action="test.extra", entity_type="x", entity_id=1

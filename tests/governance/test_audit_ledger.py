@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
@@ -117,7 +118,7 @@ async def test_entry_stores_the_actor_and_entity(db: Database) -> None:
 
 async def test_ledger_is_intact_after_seeding_the_demo(db: Database) -> None:
     async with unit_of_work(db) as session:
-        result = await seed_demo(session)
+        result = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
     assert result.agents_created > 0
 
     async with unit_of_work(db, write=False) as session:

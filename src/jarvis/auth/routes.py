@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request, Response
 from jarvis.auth import service
 from jarvis.auth.dependencies import SESSION_COOKIE, Authenticated, secret_key
 from jarvis.auth.schemas import LoginRequest, UserOut
+from jarvis.config.dependencies import Config
+from jarvis.config.scope import Scope
 from jarvis.db.session import DbSession
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -16,15 +18,17 @@ router = APIRouter(prefix="/api", tags=["auth"])
 
 @router.post("/login", response_model=UserOut, summary="Sign in with e-mail and password")
 async def login(
-    body: LoginRequest, request: Request, response: Response, session: DbSession
+    body: LoginRequest, request: Request, response: Response, session: DbSession, config: Config
 ) -> UserOut:
     settings = request.app.state.settings
     user = await service.authenticate(session, body.email, body.password)
+    # Business configuration: per persona, changeable without a deploy.
+    days = await config.get("auth.session_days", Scope(persona=user.persona), as_type=int)
     started = await service.start_session(
         session,
         user,
         secret_key=secret_key(request),
-        lifetime=timedelta(days=settings.session_days),
+        lifetime=timedelta(days=days),
         previous_token=request.cookies.get(SESSION_COOKIE),
         ip_address=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -32,7 +36,7 @@ async def login(
     response.set_cookie(
         SESSION_COOKIE,
         started.token,
-        max_age=settings.session_days * 24 * 3600,
+        max_age=days * 24 * 3600,
         httponly=True,
         samesite="lax",
         secure=settings.is_production,

@@ -17,6 +17,7 @@ from jarvis.auth.passwords import (
     hash_password,
     verify_password,
 )
+from jarvis.config.service import ConfigService
 from jarvis.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import as_utc, utcnow
@@ -317,7 +318,12 @@ class AdminBootstrap:
 
 
 async def ensure_admin(
-    session: AsyncSession, *, email: str, password: str | None, generate: bool
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str | None,
+    generate: bool,
+    config: ConfigService,
 ) -> AdminBootstrap | None:
     """Create the first admin unless an admin exists.
 
@@ -333,7 +339,7 @@ async def ensure_admin(
             return None
         password = generated = generate_password()
     actor = Actor.system("bootstrap")
-    await ensure_persona(session, ADMIN_PERSONA, actor=actor)
+    await ensure_persona(session, ADMIN_PERSONA, actor=actor, config=config)
     user = await create_user(
         session,
         email=email,

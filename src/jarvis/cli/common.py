@@ -12,10 +12,13 @@ from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.service import AdminBootstrap, ensure_admin
+from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
+from jarvis.realtime.bus import create_bus
 from jarvis.settings import Settings, SettingsError, get_settings
 
 console = Console(soft_wrap=True)
@@ -71,11 +74,35 @@ async def transaction(*, write: bool = True) -> AsyncIterator[AsyncSession]:
             yield session
 
 
-async def bootstrap_admin(session: AsyncSession) -> AdminBootstrap | None:
+@asynccontextmanager
+async def configured(*, write: bool = True) -> AsyncIterator[tuple[AsyncSession, ConfigService]]:
+    """A unit of work and a ConfigService whose changes reach running servers.
+
+    With ``JARVIS_REDIS_URL`` set, changes are published on the bus at commit; servers
+    also poll the change log, so they see a change without Redis too (within
+    ``JARVIS_CONFIG_POLL_SECONDS``).
+    """
+    async with database() as db:
+        problem = (await schema_state(db.engine)).problem()
+        if problem is not None:
+            fail(problem)
+        bus = create_bus(settings().redis_url)
+        config = ConfigService(db, bus=bus, poll_seconds=0)
+        try:
+            async with unit_of_work(db, write=write) as session:
+                if write:
+                    await ensure_builtin_registry(session)
+                yield session, config
+        finally:
+            await bus.close()
+
+
+async def bootstrap_admin(session: AsyncSession, config: ConfigService) -> AdminBootstrap | None:
     """Create the first admin from the settings unless an admin exists."""
     cfg = settings()
     return await ensure_admin(
         session,
+        config=config,
         email=cfg.admin_email,
         password=cfg.admin_password.get_secret_value() if cfg.admin_password else None,
         generate=not cfg.is_production,

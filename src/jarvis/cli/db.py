@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from jarvis.cli.common import console, database, run, settings
+from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db import migrate
+from jarvis.db.session import unit_of_work
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -18,8 +20,19 @@ def upgrade(
 ) -> None:
     """Apply migrations (to the latest by default)."""
     url = settings().database_url
-    run(lambda: migrate.upgrade(url, revision))
+
+    async def body() -> list[str]:
+        await migrate.upgrade(url, revision)
+        async with database() as db:
+            if not (await migrate.schema_state(db.engine)).at_head:
+                return []
+            async with unit_of_work(db) as session:
+                return await ensure_builtin_registry(session)
+
+    added = run(body)
     console.print(f"schema upgraded to [bold]{revision}[/]")
+    if added:
+        console.print(f"configuration registry: {len(added)} built-in key(s) added")
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from jarvis.auth.service import AdminBootstrap
-from jarvis.cli.common import bootstrap_admin, console, print_admin_login, run, transaction
+from jarvis.cli.common import bootstrap_admin, configured, console, print_admin_login, run
 from jarvis.demo.service import DemoResult, seed_demo
 
 app = typer.Typer(help="Load data.", no_args_is_help=True)
@@ -22,9 +22,9 @@ def demo(
     """Load the demo personas, agents and users (idempotent), and the first admin."""
 
     async def body() -> tuple[DemoResult, AdminBootstrap | None]:
-        async with transaction() as session:
-            result = await seed_demo(session, only_if_empty=if_empty)
-            admin = None if result.skipped else await bootstrap_admin(session)
+        async with configured() as (session, config):
+            result = await seed_demo(session, config=config, only_if_empty=if_empty)
+            admin = None if result.skipped else await bootstrap_admin(session, config)
             return result, admin
 
     result, admin = run(body)

@@ -17,6 +17,8 @@ from jarvis.cli.common import (
     run,
     settings,
 )
+from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.service import ConfigService
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 
@@ -40,8 +42,10 @@ def serve(
             problem = (await schema_state(db.engine)).problem()
             if problem is not None:
                 return problem, None
+            config = ConfigService(db, poll_seconds=0)
             async with unit_of_work(db) as session:
-                return None, await bootstrap_admin(session)
+                await ensure_builtin_registry(session)
+                return None, await bootstrap_admin(session, config)
 
     problem, admin = run(prepare)
     if problem is not None:

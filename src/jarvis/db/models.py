@@ -6,6 +6,7 @@ Only the migration environment and tests import it.
 
 from jarvis.agents import models as _agents  # noqa: F401
 from jarvis.auth import models as _auth  # noqa: F401
+from jarvis.config import models as _config  # noqa: F401
 from jarvis.db.base import Base
 from jarvis.governance import models as _governance  # noqa: F401
 from jarvis.personas import models as _personas  # noqa: F401

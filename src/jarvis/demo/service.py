@@ -11,6 +11,7 @@ from jarvis.agents.models import Agent
 from jarvis.agents.service import create_agent
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.config.service import ConfigService
 from jarvis.demo.data import AGENTS, PERSONAS, USERS
 from jarvis.governance.audit import Actor
 from jarvis.personas.service import ensure_persona
@@ -30,14 +31,16 @@ async def has_agents(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(func.count()).select_from(Agent)))
 
 
-async def seed_demo(session: AsyncSession, *, only_if_empty: bool = False) -> DemoResult:
+async def seed_demo(
+    session: AsyncSession, *, config: ConfigService, only_if_empty: bool = False
+) -> DemoResult:
     """Add the demo personas, agents and users that are not there yet."""
     result = DemoResult()
     if only_if_empty and await has_agents(session):
         result.skipped = True
         return result
     for persona in PERSONAS:
-        if await ensure_persona(session, persona, actor=SEED_ACTOR):
+        if await ensure_persona(session, persona, actor=SEED_ACTOR, config=config):
             result.personas_created += 1
     existing = set((await session.scalars(select(func.lower(Agent.name)))).all())
     for data, metrics in AGENTS:

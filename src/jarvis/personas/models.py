@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +17,4 @@ class RolePersona(Timestamps, Base):
     display_name: Mapped[str] = mapped_column(String(200))
     person_name: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    # {"primary", "secondary", "accent", "background", "glassmorphism"}
-    color_scheme: Mapped[dict[str, Any]]
     is_dynamic: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from jarvis.auth.dependencies import Authenticated
+from jarvis.config.dependencies import Config
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
 from jarvis.personas import service
@@ -18,12 +19,16 @@ router = APIRouter(prefix="/api/personas", tags=["personas"])
 @router.get("/all", response_model=Page[PersonaOut], summary="Every registered persona")
 async def all_personas(
     session: DbSession,
+    config: Config,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> Page[PersonaOut]:
     rows, total = await service.list_personas(session, limit=limit, offset=offset)
     return Page[PersonaOut](
-        items=[PersonaOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+        items=[service.persona_out(r, await service.persona_colours(config, r.key)) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -31,7 +36,7 @@ async def all_personas(
     "/register", response_model=PersonaOut, status_code=201, summary="Register a new persona"
 )
 async def register(
-    body: PersonaRegister, principal: Authenticated, session: DbSession
+    body: PersonaRegister, principal: Authenticated, session: DbSession, config: Config
 ) -> PersonaOut:
-    persona = await service.register_persona(session, body, actor=principal.actor)
-    return PersonaOut.model_validate(persona)
+    persona = await service.register_persona(session, body, actor=principal.actor, config=config)
+    return service.persona_out(persona, body.color_scheme)

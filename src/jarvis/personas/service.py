@@ -7,10 +7,33 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.config.scope import Scope
+from jarvis.config.service import ConfigService
 from jarvis.errors import Conflict, ValidationFailed
 from jarvis.governance.audit import Actor, record_audit
 from jarvis.personas.models import RolePersona
 from jarvis.personas.schemas import ColorScheme, PersonaOut, PersonaRegister
+
+COLOURS_KEY = "persona.colors"
+
+
+def persona_out(persona: RolePersona, colours: ColorScheme | dict[str, str]) -> PersonaOut:
+    """The API view of a persona; its colours come from configuration."""
+    return PersonaOut(
+        id=persona.id,
+        key=persona.key,
+        display_name=persona.display_name,
+        person_name=persona.person_name,
+        description=persona.description,
+        color_scheme=ColorScheme.model_validate(colours),
+        is_dynamic=persona.is_dynamic,
+        created_at=persona.created_at,
+    )
+
+
+async def persona_colours(config: ConfigService, key: str) -> ColorScheme:
+    """The persona's colour scheme as configured now (``persona.colors`` at its scope)."""
+    return ColorScheme.model_validate(await config.get(COLOURS_KEY, Scope(persona=key)))
 
 
 async def list_personas(
@@ -43,9 +66,15 @@ async def require_persona(session: AsyncSession, key: str, *, loc: Sequence[str]
 
 
 async def register_persona(
-    session: AsyncSession, data: PersonaRegister, *, actor: Actor, is_dynamic: bool = False
+    session: AsyncSession,
+    data: PersonaRegister,
+    *,
+    actor: Actor,
+    config: ConfigService,
+    is_dynamic: bool = False,
 ) -> RolePersona:
-    """Register a new persona; 409 when the key is taken."""
+    """Register a new persona and store its colours as ``persona.colors`` at its scope;
+    409 when the key is taken."""
     if await get_persona(session, data.key) is not None:
         raise Conflict(f"a persona with key '{data.key}' already exists")
     persona = RolePersona(
@@ -53,18 +82,26 @@ async def register_persona(
         display_name=data.display_name,
         person_name=data.person_name,
         description=data.description,
-        color_scheme=data.color_scheme.model_dump(),
         is_dynamic=is_dynamic,
     )
     session.add(persona)
     await session.flush()
+    colours = data.color_scheme.model_dump(mode="json")
+    await config.set_value(
+        session,
+        COLOURS_KEY,
+        colours,
+        Scope(persona=persona.key),
+        actor=actor,
+        reason=f"persona '{persona.key}' registered",
+    )
     await record_audit(
         session,
         actor=actor,
         action="persona.register",
         entity_type="persona",
         entity_id=persona.key,
-        after=PersonaOut.model_validate(persona).model_dump(mode="json"),
+        after=persona_out(persona, colours).model_dump(mode="json"),
     )
     return persona
 
@@ -86,9 +123,11 @@ ADMIN_PERSONA = PersonaRegister(
 )
 
 
-async def ensure_persona(session: AsyncSession, data: PersonaRegister, *, actor: Actor) -> bool:
+async def ensure_persona(
+    session: AsyncSession, data: PersonaRegister, *, actor: Actor, config: ConfigService
+) -> bool:
     """Register ``data`` unless its key exists; True when it was created."""
     if await get_persona(session, data.key) is not None:
         return False
-    await register_persona(session, data, actor=actor)
+    await register_persona(session, data, actor=actor, config=config)
     return True

@@ -1,0 +1,2 @@
+"""Business configuration (the seed's ConfigService): registry, values, precedence,
+cache, snapshots, change log and approvals."""

@@ -1,0 +1,175 @@
+"""The keys the product itself reads. They are created in every database (missing ones
+only: an admin's later edits of a definition are kept) by ``jarvis db upgrade``, at
+server start and by the demo seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.config.models import ConfigRegistry
+from jarvis.kit.clock import utcnow
+from jarvis.personas.schemas import CSS_COLOUR_PATTERN
+
+ALL_SCOPES = ["global", "persona", "agent", "workflow"]
+BUILTIN_ACTOR = "system:config-registry"
+
+
+@dataclass(frozen=True)
+class KeyDefinition:
+    key: str
+    description: str
+    schema: dict[str, Any]
+    default: Any
+    scopes: list[str] = field(default_factory=lambda: list(ALL_SCOPES))
+    secret: bool = False
+    requires_approval: bool = False
+
+
+_COLOUR = {"type": "string", "pattern": CSS_COLOUR_PATTERN}
+COLOUR_NAMES = ("primary", "secondary", "accent", "background", "glassmorphism")
+
+# The seed's ``personaColors.admin``.
+DEFAULT_COLOURS = {
+    "primary": "#3b82f6",
+    "secondary": "#1e40af",
+    "accent": "#60a5fa",
+    "background": "#0f172a",
+    "glassmorphism": "rgba(15, 23, 42, 0.7)",
+}
+
+BUILTIN_KEYS: tuple[KeyDefinition, ...] = (
+    KeyDefinition(
+        "persona.colors",
+        "A persona's colour scheme (the seed's personaColors), applied to every page through "
+        "CSS custom properties.",
+        {
+            "type": "object",
+            "properties": {name: _COLOUR for name in COLOUR_NAMES},
+            "required": list(COLOUR_NAMES),
+            "additionalProperties": False,
+        },
+        DEFAULT_COLOURS,
+        scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "agent.timeout_seconds",
+        "How long one agent step may run before it is cancelled and counted as failed.",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        30,
+    ),
+    KeyDefinition(
+        "agent.max_retries",
+        "How many times a failed agent step is retried before the step fails.",
+        {"type": "integer", "minimum": 0, "maximum": 10},
+        2,
+    ),
+    KeyDefinition(
+        "agent.retry_backoff_seconds",
+        "Delay before the first retry of a failed step; doubled for each further retry.",
+        {"type": "number", "minimum": 0, "maximum": 600},
+        1,
+    ),
+    KeyDefinition(
+        "execution.max_concurrency",
+        "How many executions one worker runs at the same time.",
+        {"type": "integer", "minimum": 1, "maximum": 1000},
+        4,
+        scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "ratelimit.login_attempts_per_minute",
+        "Sign-in attempts allowed per account and per IP address per minute.",
+        {"type": "integer", "minimum": 1, "maximum": 10000},
+        10,
+        scopes=["global"],
+    ),
+    KeyDefinition(
+        "ratelimit.api_requests_per_minute",
+        "API calls allowed per user or token per minute.",
+        {"type": "integer", "minimum": 1, "maximum": 1000000},
+        600,
+        scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "ratelimit.executions_per_minute",
+        "Executions a user may start per minute.",
+        {"type": "integer", "minimum": 1, "maximum": 100000},
+        30,
+        scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "auth.session_days",
+        "How long a sign-in session lasts, in days.",
+        {"type": "integer", "minimum": 1, "maximum": 365},
+        30,
+        scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "llm.provider",
+        "Which LLM provider agents use: 'rules' (offline, deterministic) or 'openai' (any "
+        "OpenAI-compatible endpoint). Changing it needs a second admin's approval.",
+        {"type": "string", "enum": ["rules", "openai"]},
+        "rules",
+        scopes=["global", "persona", "agent"],
+        requires_approval=True,
+    ),
+    KeyDefinition(
+        "llm.model",
+        "The model name sent to the LLM provider.",
+        {"type": "string", "minLength": 1, "maxLength": 200},
+        "gpt-4o-mini",
+    ),
+    KeyDefinition(
+        "sla.success_rate_min",
+        "The share of successful steps (0 to 1) below which an agent misses its SLA.",
+        {"type": "number", "minimum": 0, "maximum": 1},
+        0.95,
+        scopes=["global", "persona", "agent"],
+    ),
+    KeyDefinition(
+        "sla.response_time_ms",
+        "The average step duration, in milliseconds, above which an agent misses its SLA.",
+        {"type": "integer", "minimum": 1, "maximum": 3600000},
+        5000,
+        scopes=["global", "persona", "agent"],
+    ),
+)
+
+
+async def ensure_builtin_registry(session: AsyncSession) -> list[str]:
+    """Create the built-in keys that are missing; return their names.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``, so instances starting together do not collide.
+    """
+    existing = set((await session.scalars(select(ConfigRegistry.key))).all())
+    missing = [d for d in BUILTIN_KEYS if d.key not in existing]
+    if not missing:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    rows = [
+        {
+            "key": d.key,
+            "description": d.description,
+            "value_schema": d.schema,
+            "default_value": d.default,
+            "allowed_scopes": list(d.scopes),
+            "is_secret": d.secret,
+            "requires_approval": d.requires_approval,
+            "revision": 1,
+            "created_at": now,
+            "updated_at": now,
+            "updated_by": BUILTIN_ACTOR,
+        }
+        for d in missing
+    ]
+    statement = insert(ConfigRegistry).values(rows).on_conflict_do_nothing(index_elements=["key"])
+    await session.execute(statement)
+    return [d.key for d in missing]

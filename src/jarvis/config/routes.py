@@ -1,0 +1,598 @@
+"""Configuration routes: the seed's ``/api/config/registry``, ``/api/config/setting``, and
+history, revert, deactivate, snapshots, export/import and change requests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from jarvis.auth.dependencies import Admin, Authenticated
+from jarvis.config import snapshots as snap
+from jarvis.config.dependencies import Config
+from jarvis.config.schemas import (
+    KEY_PATTERN,
+    CandidateOut,
+    ChangeLogOut,
+    ChangeRequestOut,
+    ConfigValueOut,
+    Decision,
+    RegistryKeyIn,
+    RegistryKeyOut,
+    RegistryKeyUpdate,
+    SettingIn,
+    SettingOut,
+    ValueRef,
+    WriteOut,
+)
+from jarvis.config.scope import Scope
+from jarvis.config.service import ConfigService, KeyInfo, RegistryChanges, SetOutcome
+from jarvis.config.validation import mask
+from jarvis.db.session import DbSession
+from jarvis.errors import BadRequest, ValidationFailed
+from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.schema import MAX_PAGE_SIZE, ApiInput, ApiModel, Page
+from jarvis.personas.schemas import PERSONA_KEY_PATTERN
+
+router = APIRouter(prefix="/api/config", tags=["config"])
+
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=200, description="Dotted key")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]
+IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]
+
+
+def _key_out(info: KeyInfo) -> RegistryKeyOut:
+    return RegistryKeyOut(
+        key=info.key,
+        description=info.description,
+        value_schema=info.schema,
+        default=mask(info.default, info.secret),
+        scopes=list(info.scopes),
+        secret=info.secret,
+        requires_approval=info.requires_approval,
+        revision=info.revision,
+        updated_at=info.updated_at,
+        updated_by=info.updated_by,
+    )
+
+
+async def _write_out(config: ConfigService, outcome: SetOutcome, response: Response) -> WriteOut:
+    if outcome.request is not None:
+        info = await config.key_info(outcome.request.config_key)
+        response.status_code = 202
+        return WriteOut(
+            status="pending_approval",
+            change_request=ChangeRequestOut.of(outcome.request, secret=info.secret),
+        )
+    assert outcome.value is not None  # noqa: S101 - one of the two is always set
+    info = await config.key_info(outcome.value.config_key)
+    return WriteOut(status="applied", value=ConfigValueOut.of(outcome.value, secret=info.secret))
+
+
+# --- registry -----------------------------------------------------------------------------
+
+
+@router.get("/registry", response_model=Page[RegistryKeyOut], summary="Configuration keys")
+async def registry(
+    _: Authenticated,
+    session: DbSession,
+    config: Config,
+    q: Annotated[str | None, Query(max_length=200, description="Search key and text")] = None,
+    limit: Limit = MAX_PAGE_SIZE,
+    offset: Offset = 0,
+) -> Page[RegistryKeyOut]:
+    keys, total = await config.list_keys(session, search=q, limit=limit, offset=offset)
+    return Page[RegistryKeyOut](
+        items=[_key_out(k) for k in keys], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/registry/{key}", response_model=RegistryKeyOut, summary="One configuration key")
+async def registry_key(
+    key: KeyPath, _: Authenticated, session: DbSession, config: Config, response: Response
+) -> RegistryKeyOut:
+    info = await config.key_info(key, session)
+    response.headers["ETag"] = f'"{info.revision}"'
+    return _key_out(info)
+
+
+@router.post("/registry", response_model=RegistryKeyOut, status_code=201, summary="Register a key")
+async def register_key(
+    body: RegistryKeyIn, principal: Admin, session: DbSession, config: Config
+) -> RegistryKeyOut:
+    info = await config.register_key(
+        session,
+        key=body.key,
+        description=body.description,
+        schema=body.value_schema,
+        default=body.default,
+        scopes=body.scopes,
+        secret=body.secret,
+        requires_approval=body.requires_approval,
+        actor=principal.actor,
+    )
+    return _key_out(info)
+
+
+def _revision(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 9:
+        raise BadRequest('If-Match must be the key\'s ETag, e.g. "3"')
+    return int(tag)
+
+
+@router.put("/registry/{key}", response_model=RegistryKeyOut, summary="Change a key's definition")
+async def update_key(
+    key: KeyPath,
+    body: RegistryKeyUpdate,
+    principal: Admin,
+    session: DbSession,
+    config: Config,
+    response: Response,
+    if_match: Annotated[str | None, Header(max_length=100)] = None,
+) -> RegistryKeyOut:
+    changes = RegistryChanges(
+        description=body.description,
+        schema=body.value_schema,
+        default=body.default,
+        default_set="default" in body.model_fields_set,
+        scopes=list(body.scopes) if body.scopes is not None else None,
+        secret=body.secret,
+        requires_approval=body.requires_approval,
+    )
+    info = await config.update_key(
+        session, key, changes, actor=principal.actor, if_match=_revision(if_match)
+    )
+    response.headers["ETag"] = f'"{info.revision}"'
+    return _key_out(info)
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def _instant(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    try:
+        return as_utc(at)
+    except (OverflowError, ValueError):
+        raise ValidationFailed.field(["query", "at"], "is out of range") from None
+
+
+def _scope(persona: str | None, agent_id: int | None, workflow_id: int | None) -> Scope:
+    return Scope(persona, agent_id, workflow_id)
+
+
+@router.get("/setting/{key}", response_model=SettingOut, summary="The effective value of a key")
+async def get_setting(
+    key: KeyPath,
+    _: Authenticated,
+    config: Config,
+    persona: PersonaQuery = None,
+    agent_id: Annotated[int | None, Query(alias="agentId", ge=1, le=2**31 - 1)] = None,
+    workflow_id: Annotated[int | None, Query(alias="workflowId", ge=1, le=2**31 - 1)] = None,
+    at: Annotated[
+        datetime | None, Query(description="Read as of this instant (past or future)")
+    ] = None,
+    explain: Annotated[bool, Query(description="List every candidate and why")] = False,
+) -> SettingOut:
+    scope = _scope(persona, agent_id, workflow_id)
+    info = await config.key_info(key)
+    when = _instant(at)
+    resolution = await config.resolve(key, scope, at=when)
+    out = SettingOut.of(resolution, scope=scope, at=when or utcnow(), secret=info.secret)
+    if explain:
+        candidates = await config.explain(key, scope, at=when)
+        out.candidates = [CandidateOut.of(c, secret=info.secret) for c in candidates]
+        out.explanation = (
+            f"{resolution.source} value version {resolution.version} wins"
+            if resolution.source != "default"
+            else "no live value applies; the registry default is used"
+        )
+    return out
+
+
+@router.post(
+    "/setting",
+    response_model=WriteOut,
+    status_code=201,
+    summary="Set a value (a new version; 202 with a change request when the key needs approval)",
+    responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
+)
+async def set_setting(
+    body: SettingIn, principal: Admin, session: DbSession, config: Config, response: Response
+) -> WriteOut:
+    outcome = await config.set_value(
+        session,
+        body.key,
+        body.value,
+        body.scope.to_scope(),
+        actor=principal.actor,
+        effective_from=body.effective_from,
+        effective_to=body.effective_to,
+        reason=body.reason,
+    )
+    return await _write_out(config, outcome, response)
+
+
+@router.post(
+    "/revert",
+    response_model=WriteOut,
+    status_code=201,
+    summary="Revert a key at a scope to an earlier version (as a new version)",
+    responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
+)
+async def revert(
+    body: ValueRef, principal: Admin, session: DbSession, config: Config, response: Response
+) -> WriteOut:
+    outcome = await config.revert(
+        session,
+        body.key,
+        body.scope.to_scope(),
+        body.version,
+        actor=principal.actor,
+        reason=body.reason,
+    )
+    return await _write_out(config, outcome, response)
+
+
+@router.post(
+    "/deactivate",
+    response_model=WriteOut,
+    summary="Deactivate one version of a value",
+    responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
+)
+async def deactivate(
+    body: ValueRef, principal: Admin, session: DbSession, config: Config, response: Response
+) -> WriteOut:
+    outcome = await config.deactivate(
+        session,
+        body.key,
+        body.scope.to_scope(),
+        body.version,
+        actor=principal.actor,
+        reason=body.reason,
+    )
+    return await _write_out(config, outcome, response)
+
+
+@router.get(
+    "/history/{key}", response_model=Page[ChangeLogOut], summary="A key's change log, newest first"
+)
+async def history(
+    key: KeyPath,
+    _: Authenticated,
+    session: DbSession,
+    config: Config,
+    persona: PersonaQuery = None,
+    agent_id: Annotated[int | None, Query(alias="agentId", ge=1, le=2**31 - 1)] = None,
+    workflow_id: Annotated[int | None, Query(alias="workflowId", ge=1, le=2**31 - 1)] = None,
+    scoped: Annotated[
+        bool, Query(description="Only the given scope (global when no member is given)")
+    ] = False,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ChangeLogOut]:
+    scope = _scope(persona, agent_id, workflow_id)
+    only = scope if scoped or scope != Scope() else None
+    rows, total = await config.history(session, key, scope=only, limit=limit, offset=offset)
+    return Page[ChangeLogOut](
+        items=[ChangeLogOut.of(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get(
+    "/values/{key}", response_model=Page[ConfigValueOut], summary="Every stored version of a key"
+)
+async def values(
+    key: KeyPath,
+    _: Authenticated,
+    session: DbSession,
+    config: Config,
+    persona: PersonaQuery = None,
+    agent_id: Annotated[int | None, Query(alias="agentId", ge=1, le=2**31 - 1)] = None,
+    workflow_id: Annotated[int | None, Query(alias="workflowId", ge=1, le=2**31 - 1)] = None,
+    scoped: Annotated[bool, Query(description="Only the given scope")] = False,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ConfigValueOut]:
+    scope = _scope(persona, agent_id, workflow_id)
+    only = scope if scoped or scope != Scope() else None
+    info = await config.key_info(key, session)
+    rows, total = await config.versions(session, key, scope=only, limit=limit, offset=offset)
+    return Page[ConfigValueOut](
+        items=[ConfigValueOut.of(r, secret=info.secret) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+# --- snapshots ----------------------------------------------------------------------------
+
+
+class SnapshotIn(ApiInput):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    at: datetime | None = None
+
+
+class SnapshotOut(ApiModel):
+    id: int
+    name: str
+    description: str | None
+    taken_at: datetime
+    created_by: str
+    created_at: datetime
+    value_count: int
+    values: list[dict[str, Any]] | None = None
+
+
+class RestoreIn(ApiInput):
+    reason: str | None = Field(default=None, max_length=2000)
+    dry_run: bool = False
+
+
+class ReportOut(BaseModel):
+    dryRun: bool  # noqa: N815 - wire names
+    applied: bool
+    diff: dict[str, Any]
+    unknownKeys: list[str]  # noqa: N815
+    skipped: list[dict[str, Any]]
+    changeRequests: list[int]  # noqa: N815
+    errors: list[dict[str, Any]]
+
+
+def _snapshot_out(row: Any, *, values: list[dict[str, Any]] | None = None) -> SnapshotOut:
+    return SnapshotOut(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        taken_at=row.taken_at,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        value_count=len(snap.snapshot_values(row)),
+        values=values,
+    )
+
+
+@router.post(
+    "/snapshots", response_model=SnapshotOut, status_code=201, summary="Snapshot live values"
+)
+async def create_snapshot(body: SnapshotIn, principal: Admin, session: DbSession) -> SnapshotOut:
+    row = await snap.create_snapshot(
+        session, name=body.name, description=body.description, actor=principal.actor, at=body.at
+    )
+    return _snapshot_out(row)
+
+
+@router.get("/snapshots", response_model=Page[SnapshotOut], summary="Snapshots, newest first")
+async def list_snapshots(
+    _: Authenticated, session: DbSession, limit: Limit = 50, offset: Offset = 0
+) -> Page[SnapshotOut]:
+    rows, total = await snap.list_snapshots(session, limit=limit, offset=offset)
+    return Page[SnapshotOut](
+        items=[_snapshot_out(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/snapshots/{snapshot_id}", response_model=SnapshotOut, summary="One snapshot")
+async def show_snapshot(snapshot_id: IdPath, _: Authenticated, session: DbSession) -> SnapshotOut:
+    row = await snap.get_snapshot(session, snapshot_id)
+    secrets = await snap.secret_keys(session)
+    return _snapshot_out(row, values=snap.masked(snap.snapshot_values(row), secrets))
+
+
+@router.get(
+    "/snapshots/{snapshot_id}/diff",
+    response_model=dict[str, Any],
+    summary="What differs between a snapshot and now (or another snapshot)",
+)
+async def diff_snapshot(
+    snapshot_id: IdPath,
+    _: Authenticated,
+    session: DbSession,
+    against: Annotated[
+        str, Query(pattern=r"^(current|[1-9][0-9]{0,9})$", description="current or an id")
+    ] = "current",
+) -> dict[str, Any]:
+    row = await snap.get_snapshot(session, snapshot_id)
+    if against == "current":
+        other = await snap.live_values(session, utcnow())
+    else:
+        other = snap.snapshot_values(await snap.get_snapshot(session, int(against)))
+    secrets = await snap.secret_keys(session)
+    result = snap.diff(snap.snapshot_values(row), other, secrets=secrets).as_json()
+    return {"from": row.name, "to": against, **result}
+
+
+@router.post(
+    "/snapshots/{snapshot_id}/restore",
+    response_model=ReportOut,
+    summary="Make live configuration equal to the snapshot (atomic; dry-run shows the diff)",
+)
+async def restore_snapshot(
+    snapshot_id: IdPath,
+    body: RestoreIn,
+    principal: Admin,
+    session: DbSession,
+    config: Config,
+) -> dict[str, Any]:
+    report = await snap.restore_snapshot(
+        session,
+        config,
+        snapshot_id,
+        actor=principal.actor,
+        reason=body.reason,
+        dry_run=body.dry_run,
+    )
+    return report.as_json()
+
+
+def _download(document: dict[str, Any], fmt: Literal["json", "yaml"], name: str) -> Response:
+    media = "application/yaml" if fmt == "yaml" else "application/json"
+    return Response(
+        snap.render(document, fmt),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )
+
+
+@router.get(
+    "/snapshots/{snapshot_id}/export",
+    summary="Export a snapshot as JSON or YAML (secret values masked)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "application/yaml": {}}}},
+)
+async def export_snapshot(
+    snapshot_id: IdPath, _: Authenticated, session: DbSession, format: Format = "json"
+) -> Response:
+    row = await snap.get_snapshot(session, snapshot_id)
+    document = snap.export_document(
+        snap.snapshot_values(row),
+        secrets=await snap.secret_keys(session),
+        source={"snapshot": row.name, "takenAt": row.taken_at.isoformat()},
+    )
+    return _download(document, format, f"jarvis-config-{row.name}")
+
+
+@router.get(
+    "/export",
+    summary="Export the live configuration as JSON or YAML (secret values masked)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "application/yaml": {}}}},
+)
+async def export_live(_: Authenticated, session: DbSession, format: Format = "json") -> Response:
+    now = utcnow()
+    document = snap.export_document(
+        await snap.live_values(session, now),
+        secrets=await snap.secret_keys(session),
+        source={"live": now.isoformat()},
+    )
+    return _download(document, format, "jarvis-config")
+
+
+@router.post(
+    "/import",
+    response_model=ReportOut,
+    summary="Import an export (JSON or YAML); dryRun=true shows the diff without applying",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_config(
+    request: Request,
+    principal: Admin,
+    session: DbSession,
+    config: Config,
+    dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+    prune: Annotated[
+        bool, Query(description="Also deactivate live values the document does not name")
+    ] = False,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    document = snap.parse_document(
+        await request.body(), request.headers.get("content-type", "application/json")
+    )
+    report = await snap.import_document(
+        session,
+        config,
+        document,
+        actor=principal.actor,
+        dry_run=dry_run,
+        prune=prune,
+        reason=reason,
+    )
+    return report.as_json()
+
+
+# --- change requests ----------------------------------------------------------------------
+
+
+@router.get(
+    "/change-requests",
+    response_model=Page[ChangeRequestOut],
+    summary="Change requests (four eyes), newest first",
+)
+async def change_requests(
+    _: Authenticated,
+    session: DbSession,
+    config: Config,
+    status: Annotated[
+        Literal["pending", "approved", "rejected", "withdrawn"] | None, Query()
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ChangeRequestOut]:
+    rows, total = await config.list_requests(session, status=status, limit=limit, offset=offset)
+    secrets = await snap.secret_keys(session)
+    return Page[ChangeRequestOut](
+        items=[ChangeRequestOut.of(r, secret=r.config_key in secrets) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+async def _request_out(session: Any, row: Any) -> ChangeRequestOut:
+    secrets = await snap.secret_keys(session)
+    return ChangeRequestOut.of(row, secret=row.config_key in secrets)
+
+
+@router.get(
+    "/change-requests/{request_id}", response_model=ChangeRequestOut, summary="One change request"
+)
+async def change_request(
+    request_id: IdPath, _: Authenticated, session: DbSession, config: Config
+) -> ChangeRequestOut:
+    return await _request_out(session, await config.get_request(session, request_id))
+
+
+@router.post(
+    "/change-requests/{request_id}/approve",
+    response_model=ChangeRequestOut,
+    summary="Approve and apply (not your own request)",
+)
+async def approve(
+    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+) -> ChangeRequestOut:
+    row = await config.approve(session, request_id, actor=principal.actor, reason=body.reason)
+    return await _request_out(session, row)
+
+
+@router.post(
+    "/change-requests/{request_id}/reject",
+    response_model=ChangeRequestOut,
+    summary="Reject (not your own request)",
+)
+async def reject(
+    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+) -> ChangeRequestOut:
+    row = await config.reject(session, request_id, actor=principal.actor, reason=body.reason)
+    return await _request_out(session, row)
+
+
+@router.post(
+    "/change-requests/{request_id}/withdraw",
+    response_model=ChangeRequestOut,
+    summary="Withdraw your own pending request",
+)
+async def withdraw(
+    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+) -> ChangeRequestOut:
+    row = await config.withdraw(session, request_id, actor=principal.actor, reason=body.reason)
+    return await _request_out(session, row)

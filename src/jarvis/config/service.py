@@ -1,0 +1,1164 @@
+"""ConfigService: the seed's configuration service.
+
+Reads (``get``, ``resolve``, ``explain``) answer from an LRU cache in front of one indexed
+query. Writes (``set_value``, ``revert``, ``deactivate``, registry changes, approvals)
+run inside the caller's transaction: each creates a new version (nothing is rewritten),
+writes the audit ledger and the change log, and once the transaction commits invalidates
+this instance's cache and publishes ``config_changed`` on the event bus, which every other
+instance listens to. A poll of the change log backs the bus up (a missed message, or a
+process without the Redis bus such as a CLI command, still reaches every instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from jsonschema.protocols import Validator
+from pydantic import TypeAdapter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.models import Agent
+from jarvis.config import resolver
+from jarvis.config.cache import Entry, ResolutionCache, expiry
+from jarvis.config.models import (
+    ConfigChangeLog,
+    ConfigChangeRequest,
+    ConfigRegistry,
+    ConfigValue,
+)
+from jarvis.config.resolver import Candidate, Resolution
+from jarvis.config.scope import GLOBAL, LEVELS, Scope
+from jarvis.config.validation import compile_schema, mask, schema_errors, validate_value
+from jarvis.db.engine import Database
+from jarvis.db.session import after_commit, unit_of_work
+from jarvis.errors import (
+    Conflict,
+    Forbidden,
+    JarvisError,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from jarvis.governance.audit import Actor, record_audit
+from jarvis.kit.clock import as_utc, utcnow
+from jarvis.personas.models import RolePersona
+from jarvis.realtime.bus import GAP, EventBus, MemoryBus
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+CONFIG_CHANNEL = "jarvis.config"
+# A schedule given a moment ago (clock skew, a slow client) still counts as "now".
+PAST_TOLERANCE = timedelta(seconds=5)
+
+
+class StoredValueInvalid(JarvisError):
+    status, title, slug = 500, "Stored configuration is invalid", "config-invalid"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A registry entry as the service uses it (with its compiled schema)."""
+
+    key: str
+    description: str
+    schema: dict[str, Any]
+    default: Any
+    scopes: tuple[str, ...]
+    secret: bool
+    requires_approval: bool
+    revision: int
+    updated_at: datetime
+    updated_by: str
+    validator: Validator = field(repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, row: ConfigRegistry) -> KeyInfo:
+        return cls(
+            key=row.key,
+            description=row.description,
+            schema=row.value_schema,
+            default=row.default_value,
+            scopes=tuple(s for s in (level.value for level in LEVELS) if s in row.allowed_scopes),
+            secret=row.is_secret,
+            requires_approval=row.requires_approval,
+            revision=row.revision,
+            updated_at=row.updated_at,
+            updated_by=row.updated_by,
+            validator=compile_schema(row.value_schema),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stored change, as announced on the bus."""
+
+    key: str
+    scope: Scope | None
+    version: int | None
+    action: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "scope": self.scope.as_json() if self.scope is not None else None,
+            "version": self.version,
+            "action": self.action,
+        }
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """A write either stored a value or, for keys that need approval, opened a request."""
+
+    value: ConfigValue | None = None
+    request: ConfigChangeRequest | None = None
+
+
+@dataclass
+class RegistryChanges:
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    default: Any = None
+    default_set: bool = False
+    scopes: list[str] | None = None
+    secret: bool | None = None
+    requires_approval: bool | None = None
+
+
+def value_scope(row: ConfigValue | ConfigChangeLog) -> Scope:
+    return Scope(row.persona, row.agent_id, row.workflow_id)
+
+
+class ConfigService:
+    """One per process (or per app instance); cheap to create for a CLI command."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        bus: EventBus | None = None,
+        cache_size: int = 1000,
+        poll_seconds: float = 2.0,
+        instance_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.bus: EventBus = bus if bus is not None else MemoryBus()
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self.poll_seconds = poll_seconds
+        self.cache = ResolutionCache(cache_size)
+        self._keys: dict[str, KeyInfo] = {}
+        self._key_generation = 0
+        self._adapters: dict[Any, TypeAdapter[Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_change_id = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for other instances' changes (bus) and poll the change log as a backstop."""
+        async with unit_of_work(self.db, write=False) as session:
+            self._last_change_id = await self._max_change_id(session)
+        ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._listen(ready), name="config-listen"))
+        if self.poll_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._poll(), name="config-poll"))
+        await ready.wait()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                async with self.bus.subscribe(CONFIG_CHANNEL) as subscription:
+                    ready.set()
+                    async for message in subscription:
+                        if message is GAP:
+                            self.invalidate_all()
+                        elif isinstance(message, dict) and message.get("origin") != (
+                            self.instance_id
+                        ):
+                            self.invalidate(c.get("key", "") for c in message.get("changes", ()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ready.set()  # serve from the database and the poll until the bus is back
+                log.warning("config.bus_unavailable", error=str(exc))
+                self.invalidate_all()
+                await asyncio.sleep(max(self.poll_seconds, 1.0))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("config.poll_failed", error=str(exc))
+
+    async def poll_once(self) -> set[str]:
+        """Invalidate keys changed (by anyone) since the last look; return them."""
+        async with unit_of_work(self.db, write=False) as session:
+            rows = (
+                await session.execute(
+                    select(ConfigChangeLog.id, ConfigChangeLog.config_key)
+                    .where(ConfigChangeLog.id > self._last_change_id)
+                    .order_by(ConfigChangeLog.id)
+                    .limit(10_000)
+                )
+            ).all()
+        if not rows:
+            return set()
+        self._last_change_id = rows[-1].id
+        keys = {row.config_key for row in rows}
+        self.invalidate(keys)
+        return keys
+
+    @staticmethod
+    async def _max_change_id(session: AsyncSession) -> int:
+        return int(await session.scalar(select(func.max(ConfigChangeLog.id))) or 0)
+
+    # --- invalidation ---------------------------------------------------------------------
+
+    def invalidate(self, keys: Iterable[str]) -> None:
+        wanted = set(keys)
+        self.cache.invalidate(wanted)
+        for key in wanted:
+            self._keys.pop(key, None)
+        self._key_generation += 1
+
+    def invalidate_all(self) -> None:
+        self.cache.clear()
+        self._keys.clear()
+        self._key_generation += 1
+
+    def _announce(self, session: AsyncSession, change: Change) -> None:
+        """After commit: drop this instance's stale entries, tell the others."""
+        pending: list[Change] | None = session.info.get("jarvis.config.changes")
+        if pending is not None:
+            pending.append(change)
+            return
+        pending = [change]
+        session.info["jarvis.config.changes"] = pending
+
+        async def publish() -> None:
+            changes = session.info.pop("jarvis.config.changes", pending)
+            self.invalidate(c.key for c in changes)
+            message = {
+                "type": "config_changed",
+                "origin": self.instance_id,
+                "changes": [c.as_json() for c in changes],
+            }
+            try:
+                await self.bus.publish(CONFIG_CHANNEL, message)
+            except Exception as exc:  # the change is stored; the poll will carry it
+                log.warning("config.publish_failed", error=str(exc))
+
+        after_commit(session, publish)
+
+    # --- registry -------------------------------------------------------------------------
+
+    async def key_info(self, key: str, session: AsyncSession | None = None) -> KeyInfo:
+        """The registry entry of ``key``; 404 naming the closest keys when unknown."""
+        info = self._keys.get(key)
+        if info is not None:
+            return info
+        generation = self._key_generation
+        if session is None:
+            async with unit_of_work(self.db, write=False) as own:
+                row = await own.get(ConfigRegistry, key)
+                known = None if row else await self._all_keys(own)
+        else:
+            row = await session.get(ConfigRegistry, key)
+            known = None if row else await self._all_keys(session)
+        if row is None:
+            close = difflib.get_close_matches(key, known or [], n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+            raise NotFound(f"no configuration key '{key}'{hint}")
+        info = KeyInfo.from_row(row)
+        if session is None and generation == self._key_generation:
+            self._keys[key] = info
+        return info
+
+    @staticmethod
+    async def _all_keys(session: AsyncSession) -> list[str]:
+        return list((await session.scalars(select(ConfigRegistry.key))).all())
+
+    async def list_keys(
+        self, session: AsyncSession, *, search: str | None, limit: int, offset: int
+    ) -> tuple[list[KeyInfo], int]:
+        query = select(ConfigRegistry)
+        if search:
+            pattern = f"%{search.lower()}%"
+            query = query.where(
+                func.lower(ConfigRegistry.key).like(pattern)
+                | func.lower(ConfigRegistry.description).like(pattern)
+            )
+        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = await session.scalars(query.order_by(ConfigRegistry.key).limit(limit).offset(offset))
+        return [KeyInfo.from_row(r) for r in rows], total
+
+    async def register_key(
+        self,
+        session: AsyncSession,
+        *,
+        key: str,
+        description: str,
+        schema: dict[str, Any],
+        default: Any,
+        scopes: Sequence[str],
+        secret: bool,
+        requires_approval: bool,
+        actor: Actor,
+    ) -> KeyInfo:
+        """Add a key to the registry; 409 when it exists, 422 when the default fails."""
+        if await session.get(ConfigRegistry, key) is not None:
+            raise Conflict(f"the configuration key '{key}' already exists")
+        validator = compile_schema(schema)
+        validate_value(validator, default, key=key, loc=("body", "default"))
+        row = ConfigRegistry(
+            key=key,
+            description=description,
+            value_schema=schema,
+            default_value=default,
+            allowed_scopes=_ordered_scopes(scopes),
+            is_secret=secret,
+            requires_approval=requires_approval,
+            revision=1,
+            updated_by=actor.label,
+        )
+        session.add(row)
+        await session.flush()
+        after = registry_json(row)
+        await record_audit(
+            session,
+            actor=actor,
+            action="config.registry.create",
+            entity_type="config_key",
+            entity_id=key,
+            after=after,
+        )
+        self._log(session, key, "registry.create", actor, old=None, new=after)
+        await session.flush()
+        self._announce(session, Change(key, None, None, "registry.create"))
+        return KeyInfo.from_row(row)
+
+    async def update_key(
+        self,
+        session: AsyncSession,
+        key: str,
+        changes: RegistryChanges,
+        *,
+        actor: Actor,
+        if_match: int | None = None,
+    ) -> KeyInfo:
+        """Change a key's definition. A new schema must accept the default and every value
+        that is live or scheduled; otherwise 422 lists the values it would break."""
+        row = await session.scalar(
+            select(ConfigRegistry).where(ConfigRegistry.key == key).with_for_update()
+        )
+        if row is None:
+            await self.key_info(key, session)  # raises the 404 with suggestions
+            raise NotFound(f"no configuration key '{key}'")
+        if if_match is not None and if_match != row.revision:
+            raise PreconditionFailed(
+                f"'{key}' is at revision {row.revision}, not {if_match}; reload and retry"
+            )
+        before = registry_json(row)
+        schema = changes.schema if changes.schema is not None else row.value_schema
+        default = changes.default if changes.default_set else row.default_value
+        validator = compile_schema(schema)
+        validate_value(validator, default, key=key, loc=("body", "default"))
+        if changes.schema is not None:
+            await self._check_values_against(session, key, validator)
+        scopes = _ordered_scopes(changes.scopes) if changes.scopes is not None else None
+        if scopes is not None:
+            await self._check_scopes_in_use(session, key, scopes)
+            row.allowed_scopes = scopes
+        if changes.description is not None:
+            row.description = changes.description
+        row.value_schema = schema
+        row.default_value = default
+        if changes.secret is not None:
+            row.is_secret = changes.secret
+        if changes.requires_approval is not None:
+            row.requires_approval = changes.requires_approval
+        after_candidate = registry_json(row)
+        if after_candidate == before:
+            return KeyInfo.from_row(row)
+        row.revision += 1
+        row.updated_by = actor.label
+        row.updated_at = utcnow()
+        await session.flush()
+        after = registry_json(row)
+        await record_audit(
+            session,
+            actor=actor,
+            action="config.registry.update",
+            entity_type="config_key",
+            entity_id=key,
+            before=before,
+            after=after,
+        )
+        self._log(session, key, "registry.update", actor, old=before, new=after)
+        await session.flush()
+        self._announce(session, Change(key, None, None, "registry.update"))
+        return KeyInfo.from_row(row)
+
+    async def _check_values_against(
+        self, session: AsyncSession, key: str, validator: Validator
+    ) -> None:
+        now = utcnow()
+        rows = await session.scalars(
+            select(ConfigValue).where(
+                ConfigValue.config_key == key,
+                ConfigValue.is_active.is_(True),
+                (ConfigValue.effective_to.is_(None)) | (ConfigValue.effective_to > now),
+            )
+        )
+        broken = []
+        for row in rows:
+            for error in schema_errors(validator, row.value, loc=["body", "schema"]):
+                broken.append(
+                    {
+                        **error,
+                        "msg": f"version {row.version} at {value_scope(row).describe()} "
+                        f"would break the new schema: {error['msg']}",
+                    }
+                )
+        if broken:
+            raise ValidationFailed(
+                f"the new schema of '{key}' rejects {len(broken)} stored value(s); "
+                "change or deactivate them first",
+                errors=broken[:50],
+            )
+
+    async def _check_scopes_in_use(
+        self, session: AsyncSession, key: str, scopes: Sequence[str]
+    ) -> None:
+        rows = await session.scalars(
+            select(ConfigValue).where(
+                ConfigValue.config_key == key, ConfigValue.is_active.is_(True)
+            )
+        )
+        used = sorted({value_scope(r).level.value for r in rows} - set(scopes))
+        if used:
+            raise ValidationFailed.field(
+                ["body", "scopes"],
+                f"active values exist at scope(s) {', '.join(used)}; deactivate them first",
+            )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(
+        self,
+        key: str,
+        scope: Scope = GLOBAL,
+        *,
+        at: datetime | None = None,
+        as_type: type[T] | Any = None,
+    ) -> Any:
+        """The validated value of ``key`` for ``scope`` (now, or at ``at``).
+
+        ``as_type`` converts it with Pydantic (``as_type=float``, a model...).
+        """
+        if at is None:
+            entry = self.cache.lookup(key, scope)
+            if entry is not None and entry.expires > time.time():
+                value = entry.value
+            else:
+                value = (await self._fill(key, scope)).value
+        else:
+            value = (await self.resolve(key, scope, at=at)).value
+        if as_type is None:
+            return value
+        adapter = self._adapters.get(as_type)
+        if adapter is None:
+            adapter = self._adapters[as_type] = TypeAdapter(as_type)
+        return adapter.validate_python(value)
+
+    async def resolve(
+        self, key: str, scope: Scope = GLOBAL, *, at: datetime | None = None
+    ) -> Resolution:
+        """The full answer: value, source, version and window."""
+        if at is None:
+            entry = self.cache.lookup(key, scope)
+            if entry is not None and entry.expires > time.time():
+                return entry.resolution
+            return (await self._fill(key, scope)).resolution
+        info = await self.key_info(key)
+        async with unit_of_work(self.db, write=False) as session:
+            resolution = await resolver.resolve_query(session, key, scope, as_utc(at), info.default)
+        self._check_stored(info, resolution)
+        return resolution
+
+    async def _fill(self, key: str, scope: Scope) -> Entry:
+        info = await self.key_info(key)
+        token = self.cache.token(key)
+        async with unit_of_work(self.db, write=False) as session:
+            resolution = await resolver.resolve_query(session, key, scope, utcnow(), info.default)
+        self._check_stored(info, resolution)
+        entry = Entry(resolution.value, expiry(resolution.valid_until), resolution)
+        self.cache.put(key, scope, entry, token)
+        return entry
+
+    @staticmethod
+    def _check_stored(info: KeyInfo, resolution: Resolution) -> None:
+        if resolution.source != "default" and not info.validator.is_valid(resolution.value):
+            raise StoredValueInvalid(
+                f"the stored value of '{info.key}' (version {resolution.version}) does not "
+                "satisfy the key's schema; set a new value"
+            )
+
+    async def explain(
+        self, key: str, scope: Scope = GLOBAL, *, at: datetime | None = None
+    ) -> list[Candidate]:
+        await self.key_info(key)
+        async with unit_of_work(self.db, write=False) as session:
+            return await resolver.explain(session, key, scope, as_utc(at or utcnow()))
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def check_scope(
+        self,
+        session: AsyncSession,
+        info: KeyInfo,
+        scope: Scope,
+        *,
+        loc: Sequence[str | int] = ("body", "scope"),
+    ) -> None:
+        """422 unless the key may be set at this scope and the scope names real things."""
+        level = scope.level.value
+        if level not in info.scopes:
+            raise ValidationFailed.field(
+                list(loc),
+                f"'{info.key}' cannot be set at {level} scope; allowed: {', '.join(info.scopes)}",
+            )
+        if (
+            scope.persona is not None
+            and (
+                await session.scalar(select(RolePersona.id).where(RolePersona.key == scope.persona))
+            )
+            is None
+        ):
+            raise ValidationFailed.field([*loc, "persona"], f"unknown persona '{scope.persona}'")
+        if scope.agent_id is not None and await session.get(Agent, scope.agent_id) is None:
+            raise ValidationFailed.field([*loc, "agentId"], f"no agent with id {scope.agent_id}")
+
+    @staticmethod
+    def check_window(
+        effective_from: datetime | None, effective_to: datetime | None, *, now: datetime
+    ) -> tuple[datetime, datetime | None]:
+        start = as_utc(effective_from) if effective_from is not None else now
+        if start < now - PAST_TOLERANCE:
+            raise ValidationFailed.field(
+                ["body", "effectiveFrom"],
+                "is in the past; configuration history cannot be rewritten, schedule from now on",
+            )
+        start = max(start, now)
+        end = as_utc(effective_to) if effective_to is not None else None
+        if end is not None and end <= start:
+            raise ValidationFailed.field(
+                ["body", "effectiveTo"], "must be later than effectiveFrom"
+            )
+        return start, end
+
+    async def set_value(
+        self,
+        session: AsyncSession,
+        key: str,
+        value: Any,
+        scope: Scope = GLOBAL,
+        *,
+        actor: Actor,
+        effective_from: datetime | None = None,
+        effective_to: datetime | None = None,
+        reason: str | None = None,
+    ) -> SetOutcome:
+        """Store a new version (or, for keys that need approval, open a change request)."""
+        info = await self.key_info(key, session)
+        await self.check_scope(session, info, scope)
+        validate_value(info.validator, value, key=key)
+        start, end = self.check_window(effective_from, effective_to, now=utcnow())
+        if info.requires_approval:
+            payload = {
+                "value": value,
+                "scope": scope.as_json(),
+                "effectiveFrom": start.isoformat() if effective_from is not None else None,
+                "effectiveTo": end.isoformat() if end is not None else None,
+            }
+            return SetOutcome(
+                request=await self._request(session, info, "set", payload, actor, reason)
+            )
+        row = await self.apply_set(
+            session, info, value, scope, actor=actor, start=start, end=end, reason=reason
+        )
+        return SetOutcome(value=row)
+
+    async def apply_set(
+        self,
+        session: AsyncSession,
+        info: KeyInfo,
+        value: Any,
+        scope: Scope,
+        *,
+        actor: Actor,
+        start: datetime,
+        end: datetime | None,
+        reason: str | None,
+        action: str = "set",
+        change_request_id: int | None = None,
+        snapshot_id: int | None = None,
+    ) -> ConfigValue:
+        """Store ``value`` as the next version at ``scope`` (checks already done)."""
+        # Writers of one key queue here, so versions are consecutive and none is lost.
+        await session.execute(
+            select(ConfigRegistry.key).where(ConfigRegistry.key == info.key).with_for_update()
+        )
+        now = utcnow()
+        previous = await self._live_at_scope(session, info.key, scope, now)
+        top = await session.scalar(
+            select(func.max(ConfigValue.version)).where(
+                ConfigValue.config_key == info.key, ConfigValue.scope_key == scope.key
+            )
+        )
+        row = ConfigValue(
+            config_key=info.key,
+            value=value,
+            scope_identifiers=scope.as_json(),
+            persona=scope.persona,
+            agent_id=scope.agent_id,
+            workflow_id=scope.workflow_id,
+            scope_key=scope.key,
+            scope_rank=scope.rank,
+            effective_from=max(start, now),
+            effective_to=end,
+            version=(top or 0) + 1,
+            is_active=True,
+            created_by=actor.label,
+            created_by_id=actor.user_id,
+            created_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        old = previous.value if previous is not None else None
+        await record_audit(
+            session,
+            actor=actor,
+            action=f"config.{action}",
+            entity_type="config_value",
+            entity_id=row.id,
+            before=_audit_value(info, previous, old),
+            after=_audit_value(info, row, value, reason=reason),
+        )
+        # After the audit entry: its lock is held to commit, so log ids follow commit order
+        # (the poll relies on that).
+        self._log(
+            session,
+            info.key,
+            action,
+            actor,
+            old=mask(old, info.secret),
+            new=mask(value, info.secret),
+            scope=scope,
+            version=row.version,
+            value_id=row.id,
+            window=(row.effective_from, row.effective_to),
+            reason=reason,
+            change_request_id=change_request_id,
+            snapshot_id=snapshot_id,
+        )
+        await session.flush()
+        self._announce(session, Change(info.key, scope, row.version, action))
+        return row
+
+    async def _live_at_scope(
+        self, session: AsyncSession, key: str, scope: Scope, at: datetime
+    ) -> ConfigValue | None:
+        return await session.scalar(
+            select(ConfigValue)
+            .where(
+                ConfigValue.config_key == key,
+                ConfigValue.scope_key == scope.key,
+                resolver.live_at(at),
+            )
+            .order_by(ConfigValue.version.desc())
+            .limit(1)
+        )
+
+    async def find_version(
+        self, session: AsyncSession, key: str, scope: Scope, version: int
+    ) -> ConfigValue:
+        row = await session.scalar(
+            select(ConfigValue).where(
+                ConfigValue.config_key == key,
+                ConfigValue.scope_key == scope.key,
+                ConfigValue.version == version,
+            )
+        )
+        if row is None:
+            raise NotFound(f"'{key}' has no version {version} at {scope.describe()} scope")
+        return row
+
+    async def revert(
+        self,
+        session: AsyncSession,
+        key: str,
+        scope: Scope,
+        version: int,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+    ) -> SetOutcome:
+        """A new version at ``scope`` carrying the value of ``version``."""
+        info = await self.key_info(key, session)
+        old = await self.find_version(session, key, scope, version)
+        validate_value(info.validator, old.value, key=key, loc=("body", "version"))
+        reason = reason or f"revert to version {version}"
+        if info.requires_approval:
+            payload = {"scope": scope.as_json(), "version": version, "value": old.value}
+            return SetOutcome(
+                request=await self._request(session, info, "revert", payload, actor, reason)
+            )
+        row = await self.apply_set(
+            session,
+            info,
+            old.value,
+            scope,
+            actor=actor,
+            start=utcnow(),
+            end=None,
+            reason=reason,
+            action="revert",
+        )
+        return SetOutcome(value=row)
+
+    async def deactivate(
+        self,
+        session: AsyncSession,
+        key: str,
+        scope: Scope,
+        version: int,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+    ) -> SetOutcome:
+        info = await self.key_info(key, session)
+        row = await self.find_version(session, key, scope, version)
+        if not row.is_active:
+            raise Conflict(f"version {version} of '{key}' at {scope.describe()} is not active")
+        if info.requires_approval:
+            payload = {"scope": scope.as_json(), "version": version}
+            return SetOutcome(
+                request=await self._request(session, info, "deactivate", payload, actor, reason)
+            )
+        return SetOutcome(
+            value=await self.apply_deactivate(session, info, row, actor=actor, reason=reason)
+        )
+
+    async def apply_deactivate(
+        self,
+        session: AsyncSession,
+        info: KeyInfo,
+        row: ConfigValue,
+        *,
+        actor: Actor,
+        reason: str | None,
+        action: str = "deactivate",
+        change_request_id: int | None = None,
+        snapshot_id: int | None = None,
+    ) -> ConfigValue:
+        await session.execute(
+            select(ConfigRegistry.key).where(ConfigRegistry.key == info.key).with_for_update()
+        )
+        await session.refresh(row)
+        if not row.is_active:
+            raise Conflict(f"version {row.version} of '{info.key}' is already inactive")
+        row.is_active = False
+        row.deactivated_at = utcnow()
+        await session.flush()
+        scope = value_scope(row)
+        await record_audit(
+            session,
+            actor=actor,
+            action=f"config.{action}",
+            entity_type="config_value",
+            entity_id=row.id,
+            before=_audit_value(info, row, row.value),
+            after={"isActive": False, "reason": reason},
+        )
+        self._log(
+            session,
+            info.key,
+            action,
+            actor,
+            old=mask(row.value, info.secret),
+            new=None,
+            scope=scope,
+            version=row.version,
+            value_id=row.id,
+            window=(row.effective_from, row.effective_to),
+            reason=reason,
+            change_request_id=change_request_id,
+            snapshot_id=snapshot_id,
+        )
+        await session.flush()
+        self._announce(session, Change(info.key, scope, row.version, action))
+        return row
+
+    def _log(
+        self,
+        session: AsyncSession,
+        key: str,
+        action: str,
+        actor: Actor,
+        *,
+        old: Any,
+        new: Any,
+        scope: Scope | None = None,
+        version: int | None = None,
+        value_id: int | None = None,
+        window: tuple[datetime | None, datetime | None] = (None, None),
+        reason: str | None = None,
+        change_request_id: int | None = None,
+        snapshot_id: int | None = None,
+    ) -> None:
+        session.add(
+            ConfigChangeLog(
+                config_key=key,
+                action=action,
+                scope_identifiers=scope.as_json() if scope is not None else None,
+                persona=scope.persona if scope else None,
+                agent_id=scope.agent_id if scope else None,
+                workflow_id=scope.workflow_id if scope else None,
+                old_value=old,
+                new_value=new,
+                version=version,
+                value_id=value_id,
+                effective_from=window[0],
+                effective_to=window[1],
+                performed_by=actor.label,
+                performed_by_id=actor.user_id,
+                reason=reason,
+                change_request_id=change_request_id,
+                snapshot_id=snapshot_id,
+                created_at=utcnow(),
+            )
+        )
+
+    # --- history --------------------------------------------------------------------------
+
+    async def history(
+        self,
+        session: AsyncSession,
+        key: str,
+        *,
+        scope: Scope | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ConfigChangeLog], int]:
+        await self.key_info(key, session)
+        query = select(ConfigChangeLog).where(ConfigChangeLog.config_key == key)
+        if scope is not None:
+            query = query.where(
+                _is(ConfigChangeLog.persona, scope.persona),
+                _is(ConfigChangeLog.agent_id, scope.agent_id),
+                _is(ConfigChangeLog.workflow_id, scope.workflow_id),
+            )
+        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = await session.scalars(
+            query.order_by(ConfigChangeLog.id.desc()).limit(limit).offset(offset)
+        )
+        return list(rows), total
+
+    async def versions(
+        self,
+        session: AsyncSession,
+        key: str,
+        *,
+        scope: Scope | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ConfigValue], int]:
+        await self.key_info(key, session)
+        query = select(ConfigValue).where(ConfigValue.config_key == key)
+        if scope is not None:
+            query = query.where(ConfigValue.scope_key == scope.key)
+        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = await session.scalars(
+            query.order_by(
+                ConfigValue.scope_rank, ConfigValue.scope_key, ConfigValue.version.desc()
+            )
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(rows), total
+
+    # --- approvals ------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        session: AsyncSession,
+        info: KeyInfo,
+        action: str,
+        payload: dict[str, Any],
+        actor: Actor,
+        reason: str | None,
+    ) -> ConfigChangeRequest:
+        request = ConfigChangeRequest(
+            config_key=info.key,
+            action=action,
+            payload=payload,
+            status="pending",
+            reason=reason,
+            requested_by=actor.label,
+            requested_by_id=actor.user_id,
+            created_at=utcnow(),
+        )
+        session.add(request)
+        await session.flush()
+        await record_audit(
+            session,
+            actor=actor,
+            action="config.request.create",
+            entity_type="config_change_request",
+            entity_id=request.id,
+            after=request_json(request, secret=info.secret),
+        )
+        return request
+
+    async def list_requests(
+        self, session: AsyncSession, *, status: str | None, limit: int, offset: int
+    ) -> tuple[list[ConfigChangeRequest], int]:
+        query = select(ConfigChangeRequest)
+        if status:
+            query = query.where(ConfigChangeRequest.status == status)
+        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = await session.scalars(
+            query.order_by(ConfigChangeRequest.id.desc()).limit(limit).offset(offset)
+        )
+        return list(rows), total
+
+    async def get_request(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
+        request = await session.get(ConfigChangeRequest, request_id)
+        if request is None:
+            raise NotFound(f"no change request {request_id}")
+        return request
+
+    async def _pending(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
+        request = await session.scalar(
+            select(ConfigChangeRequest)
+            .where(ConfigChangeRequest.id == request_id)
+            .with_for_update()
+        )
+        if request is None:
+            raise NotFound(f"no change request {request_id}")
+        if request.status != "pending":
+            raise Conflict(f"change request {request_id} is already {request.status}")
+        return request
+
+    async def approve(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        """Apply a pending request; only someone other than its requester may."""
+        request = await self._pending(session, request_id)
+        if _same_person(request, actor):
+            raise Forbidden("you cannot approve your own change request; ask another admin")
+        info = await self.key_info(request.config_key, session)
+        payload = request.payload
+        scope = Scope.from_json(payload.get("scope"))
+        await self.check_scope(session, info, scope, loc=("payload", "scope"))
+        applied: ConfigValue
+        if request.action == "deactivate":
+            row = await self.find_version(session, info.key, scope, int(payload["version"]))
+            if not row.is_active:
+                raise Conflict(f"version {row.version} of '{info.key}' is no longer active")
+            applied = await self.apply_deactivate(
+                session,
+                info,
+                row,
+                actor=actor,
+                reason=request.reason,
+                action="deactivate",
+                change_request_id=request.id,
+            )
+        else:
+            value = payload["value"]
+            validate_value(info.validator, value, key=info.key, loc=("payload", "value"))
+            now = utcnow()
+            start = (
+                datetime.fromisoformat(payload["effectiveFrom"])
+                if payload.get("effectiveFrom")
+                else now
+            )
+            end = (
+                datetime.fromisoformat(payload["effectiveTo"])
+                if payload.get("effectiveTo")
+                else None
+            )
+            if end is not None and end <= max(start, now):
+                raise Conflict(
+                    f"change request {request_id} would end at {end.isoformat()}, which has "
+                    "passed; reject it and request the change again"
+                )
+            applied = await self.apply_set(
+                session,
+                info,
+                value,
+                scope,
+                actor=actor,
+                start=start,
+                end=end,
+                reason=request.reason,
+                action=request.action,
+                change_request_id=request.id,
+            )
+        request.status = "approved"
+        request.decided_by = actor.label
+        request.decided_by_id = actor.user_id
+        request.decided_at = utcnow()
+        request.decision_reason = reason
+        request.applied_value_id = applied.id
+        await session.flush()
+        await record_audit(
+            session,
+            actor=actor,
+            action="config.request.approve",
+            entity_type="config_change_request",
+            entity_id=request.id,
+            after=request_json(request, secret=info.secret),
+        )
+        return request
+
+    async def reject(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        request = await self._pending(session, request_id)
+        if _same_person(request, actor):
+            raise Forbidden("you cannot reject your own change request; withdraw it instead")
+        return await self._close(session, request, "rejected", actor=actor, reason=reason)
+
+    async def withdraw(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        request = await self._pending(session, request_id)
+        if not _same_person(request, actor):
+            raise Forbidden("only the requester can withdraw a change request")
+        return await self._close(session, request, "withdrawn", actor=actor, reason=reason)
+
+    async def _close(
+        self,
+        session: AsyncSession,
+        request: ConfigChangeRequest,
+        status: str,
+        *,
+        actor: Actor,
+        reason: str | None,
+    ) -> ConfigChangeRequest:
+        request.status = status
+        request.decided_by = actor.label
+        request.decided_by_id = actor.user_id
+        request.decided_at = utcnow()
+        request.decision_reason = reason
+        await session.flush()
+        info = await self.key_info(request.config_key, session)
+        await record_audit(
+            session,
+            actor=actor,
+            action=f"config.request.{'reject' if status == 'rejected' else 'withdraw'}",
+            entity_type="config_change_request",
+            entity_id=request.id,
+            after=request_json(request, secret=info.secret),
+        )
+        return request
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _ordered_scopes(scopes: Sequence[str]) -> list[str]:
+    wanted = set(scopes)
+    unknown = wanted - {level.value for level in LEVELS}
+    if unknown or not wanted:
+        raise ValidationFailed.field(
+            ["body", "scopes"],
+            "must name at least one of global, persona, agent, workflow"
+            + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""),
+        )
+    return [level.value for level in LEVELS if level.value in wanted]
+
+
+def _is(column: Any, wanted: Any) -> Any:
+    return column.is_(None) if wanted is None else column == wanted
+
+
+def _same_person(request: ConfigChangeRequest, actor: Actor) -> bool:
+    if request.requested_by_id is not None or actor.user_id is not None:
+        return request.requested_by_id == actor.user_id
+    return request.requested_by == actor.label
+
+
+def _audit_value(
+    info: KeyInfo, row: ConfigValue | None, value: Any, *, reason: str | None = None
+) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    out: dict[str, Any] = {
+        "key": info.key,
+        "scope": value_scope(row).as_json(),
+        "version": row.version,
+        "value": mask(value, info.secret),
+        "effectiveFrom": row.effective_from.isoformat(),
+        "effectiveTo": row.effective_to.isoformat() if row.effective_to else None,
+    }
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def registry_json(row: ConfigRegistry) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "description": row.description,
+        "schema": row.value_schema,
+        "default": mask(row.default_value, row.is_secret),
+        "scopes": list(row.allowed_scopes),
+        "secret": row.is_secret,
+        "requiresApproval": row.requires_approval,
+    }
+
+
+def request_json(request: ConfigChangeRequest, *, secret: bool) -> dict[str, Any]:
+    payload = dict(request.payload)
+    if "value" in payload:
+        payload["value"] = mask(payload["value"], secret)
+    return {
+        "id": request.id,
+        "key": request.config_key,
+        "action": request.action,
+        "payload": payload,
+        "status": request.status,
+        "reason": request.reason,
+        "requestedBy": request.requested_by,
+        "decidedBy": request.decided_by,
+        "decisionReason": request.decision_reason,
+        "appliedValueId": request.applied_value_id,
+    }

@@ -1,0 +1,1 @@
+"""Events: the bus that carries them between components and instances."""
