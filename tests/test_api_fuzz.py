@@ -53,11 +53,12 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.schemas import APIOperation
 
 from jarvis.config.service import ConfigService
+from jarvis.config.snapshots import create_snapshot
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
-from jarvis.governance.audit import verify_ledger
-from tests.factories import bearer, create_user, token_for
+from jarvis.governance.audit import Actor, verify_ledger
+from tests.factories import TEST_ACTOR, bearer, create_user, token_for
 
 BASE_URL = "http://testserver"
 PROBLEM = "application/problem+json"
@@ -69,6 +70,61 @@ HOSTILE = "hostile"
 # The demo has 23 agents; one id past them stays a 404.
 KNOWN_AGENT_IDS = st.integers(min_value=1, max_value=24)
 KNOWN_VERSIONS = st.integers(min_value=1, max_value=4)
+# Configuration: built-in keys, the change requests and snapshots seeded below.
+KNOWN_KEYS = st.sampled_from(
+    ["agent.timeout_seconds", "agent.max_retries", "llm.provider", "persona.colors", "llm.modl"]
+)
+KNOWN_REQUESTS = st.integers(min_value=1, max_value=24)
+# Each decision gets requests of its own: approvals 1-10, rejections 11-20 (all by another
+# admin), withdrawals 21-23 (by the fuzzing admin).
+DECISION_REQUESTS = {
+    "approve": st.integers(min_value=1, max_value=10),
+    "reject": st.integers(min_value=11, max_value=20),
+    "withdraw": st.integers(min_value=21, max_value=24),
+}
+KNOWN_SNAPSHOTS = st.integers(min_value=1, max_value=3)
+PATH_PINS = {
+    "agent_id": KNOWN_AGENT_IDS,
+    "version": KNOWN_VERSIONS,
+    "key": KNOWN_KEYS,
+    "request_id": KNOWN_REQUESTS,
+    "snapshot_id": KNOWN_SNAPSHOTS,
+}
+# Bodies that name stored things (a key's version, an importable document), merged into the
+# generated body when pinned, so that these writes reach real rows too.
+_VERSION_REF = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(["agent.timeout_seconds", "agent.max_retries"]),
+        "version": st.integers(min_value=1, max_value=3),
+        "scope": st.just({}),
+    }
+)
+BODY_PINS: dict[str, st.SearchStrategy[Any]] = {
+    "POST /api/config/setting": st.fixed_dictionaries(
+        {
+            "key": st.sampled_from(["agent.max_retries", "agent.timeout_seconds"]),
+            "value": st.integers(min_value=-1, max_value=11),
+            "scope": st.sampled_from([{}, {"persona": "underwriter"}, {"agentId": 1}]),
+        }
+    ),
+    "POST /api/config/revert": _VERSION_REF,
+    "POST /api/config/deactivate": _VERSION_REF,
+    "POST /api/config/import": st.fixed_dictionaries(
+        {
+            "format": st.just("jarvis-config"),
+            "formatVersion": st.just(1),
+            "values": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "key": st.just("agent.max_retries"),
+                        "value": st.integers(min_value=-1, max_value=11),
+                    }
+                ),
+                max_size=2,
+            ),
+        }
+    ),
+}
 # Reads, then writes; restores after the updates that make versions to restore; deletes
 # last, so that everything before them meets the seeded agents.
 METHOD_ORDER = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 2, "DELETE": 4}
@@ -245,10 +301,14 @@ class FuzzRun:
         generation = mode if isinstance(mode, GenerationMode) else GenerationMode.POSITIVE
         free_form = _free_form_fields(self.document, operation) if mode == HOSTILE else []
         pinned = {
-            param: KNOWN_AGENT_IDS if param == "agent_id" else KNOWN_VERSIONS
-            for param in ("agent_id", "version")
+            param: strategy
+            for param, strategy in PATH_PINS.items()
             if f"{{{param}}}" in operation.path
         }
+        decision = operation.path.rsplit("/", 1)[-1]
+        if "request_id" in pinned and decision in DECISION_REQUESTS:
+            pinned["request_id"] = DECISION_REQUESTS[decision]
+        body_pin = BODY_PINS.get(operation.label) if generation.is_positive else None
 
         # derandomize: the same command sends the same cases. (Another selection of test
         # modules can shift them: Hypothesis also draws constants from loaded local modules.)
@@ -265,12 +325,20 @@ class FuzzRun:
             # Hostile bodies as the admin, so that they can get as far as the database.
             who=st.just("admin") if mode == HOSTILE else st.sampled_from(CREDENTIALS),
             ids=st.fixed_dictionaries(pinned),
-            pin=st.booleans() if pinned and generation.is_positive else st.just(False),
+            pin=(
+                st.booleans()
+                if (pinned or body_pin is not None) and generation.is_positive
+                else st.just(False)
+            ),
             data=st.data(),
         )
-        def one(case: Case, who: str, ids: dict[str, int], pin: bool, data: st.DataObject) -> None:
+        def one(case: Case, who: str, ids: dict[str, Any], pin: bool, data: st.DataObject) -> None:
             if pin:
                 case.path_parameters = {**(case.path_parameters or {}), **ids}
+                if body_pin is not None:
+                    pinned_body = data.draw(body_pin, label="pinned body")
+                    base = case.body if isinstance(case.body, dict) else {}
+                    case.body = {**base, **pinned_body}
             raw_json, value = None, None
             if mode == HOSTILE:
                 value = data.draw(HOSTILE_VALUES, label="hostile value")
@@ -349,11 +417,31 @@ async def _assert_data_intact(client: httpx.AsyncClient, db: Database) -> None:
         assert response.status_code == 200, response.text
 
 
+async def _seed_configuration(config: ConfigService, db: Database, admin: Any) -> None:
+    """Versions to revert and deactivate, snapshots, and change requests 1-23 (twenty by
+    another admin, for the fuzzing admin to approve or reject; three by the fuzzing admin,
+    to withdraw)."""
+    other = await create_user(db, persona="admin")
+    async with unit_of_work(db) as session:
+        for key, values in (
+            ("agent.timeout_seconds", (10, 20, 30)),
+            ("agent.max_retries", (1, 2, 3)),
+        ):
+            for value in values:
+                await config.set_value(session, key, value, actor=TEST_ACTOR)
+        for name in ("before", "middle", "after"):
+            await create_snapshot(session, name=name, description=None, actor=TEST_ACTOR)
+        for who, provider in ((other, "openai"),) * 20 + ((admin, "rules"),) * 3:
+            actor = Actor(label=who.email, user_id=who.id)
+            await config.set_value(session, "llm.provider", provider, actor=actor)
+
+
 async def test_fuzz_the_whole_api(app: FastAPI, db: Database) -> None:
     async with unit_of_work(db) as session:
         seeded = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
     assert seeded.agents_created == 23
     admin = await create_user(db, persona="admin")
+    await _seed_configuration(app.state.config, db, admin)
     underwriter = await create_user(db, persona="underwriter")
     headers = {
         "admin": bearer(await token_for(db, admin)),

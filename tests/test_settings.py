@@ -57,7 +57,9 @@ def test_defaults() -> None:
     assert settings.secret_key is None
     assert settings.log_level == "INFO"
     assert settings.max_body_bytes == 1024 * 1024
-    assert settings.session_days == 30
+    assert settings.redis_url is None
+    assert settings.config_cache_size == 1000
+    assert settings.config_poll_seconds == 2.0
 
 
 def test_values_come_from_jarvis_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +70,9 @@ def test_values_come_from_jarvis_variables(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("JARVIS_SECRET_KEY", STRONG_KEY)
     monkeypatch.setenv("JARVIS_LOG_LEVEL", "debug")
     monkeypatch.setenv("JARVIS_ADMIN_EMAIL", "  Root@Example.COM ")
-    monkeypatch.setenv("JARVIS_SESSION_DAYS", "7")
+    monkeypatch.setenv("JARVIS_REDIS_URL", "redis://cache.internal:6379/2")
+    monkeypatch.setenv("JARVIS_CONFIG_CACHE_SIZE", "50")
+    monkeypatch.setenv("JARVIS_CONFIG_POLL_SECONDS", "0.5")
     monkeypatch.setenv("JARVIS_MAX_BODY_BYTES", "2048")
 
     settings = Settings()
@@ -83,7 +87,9 @@ def test_values_come_from_jarvis_variables(monkeypatch: pytest.MonkeyPatch) -> N
     assert STRONG_KEY not in repr(settings)
     assert settings.log_level == "DEBUG"
     assert settings.admin_email == "root@example.com"
-    assert settings.session_days == 7
+    assert settings.redis_url == "redis://cache.internal:6379/2"
+    assert settings.config_cache_size == 50
+    assert settings.config_poll_seconds == 0.5
     assert settings.max_body_bytes == 2048
     assert settings.resolve_secret_key() == STRONG_KEY
 
@@ -135,7 +141,9 @@ def test_bad_log_level_is_rejected(monkeypatch: pytest.MonkeyPatch, level: str) 
         ("JARVIS_PORT", "70000"),
         ("JARVIS_ENV", "staging"),
         ("JARVIS_MAX_BODY_BYTES", "10"),
-        ("JARVIS_SESSION_DAYS", "0"),
+        ("JARVIS_REDIS_URL", "http://cache.internal"),
+        ("JARVIS_CONFIG_CACHE_SIZE", "-1"),
+        ("JARVIS_CONFIG_POLL_SECONDS", "-1"),
     ],
 )
 def test_out_of_range_values_are_rejected(

@@ -13,6 +13,7 @@ from jarvis.agents.routes import router as agents_router
 from jarvis.auth.routes import router as auth_router
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.routes import router as config_router
+from jarvis.config.rule_routes import router as rules_router
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
@@ -84,7 +85,14 @@ def create_app(
     app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
-    for router in (health_router, auth_router, agents_router, personas_router, config_router):
+    for router in (
+        health_router,
+        auth_router,
+        agents_router,
+        personas_router,
+        config_router,
+        rules_router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RejectNulInUrl)

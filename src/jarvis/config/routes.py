@@ -38,7 +38,7 @@ from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
-KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=200, description="Dotted key")]
+KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=100, description="Dotted key")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]

@@ -15,7 +15,7 @@ from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 ConfigKey = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=KEY_PATTERN, max_length=200)
+    str, StringConstraints(strip_whitespace=True, pattern=KEY_PATTERN, max_length=100)
 ]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 ScopeName = Literal["global", "persona", "agent", "workflow"]
