@@ -49,7 +49,7 @@ from jarvis.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from jarvis.governance.audit import Actor, record_audit
+from jarvis.governance.audit import Actor, lock_ledger, record_audit
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.personas.models import RolePersona
 from jarvis.realtime.bus import GAP, EventBus, MemoryBus
@@ -330,6 +330,7 @@ class ConfigService:
         actor: Actor,
     ) -> KeyInfo:
         """Add a key to the registry; 409 when it exists, 422 when the default fails."""
+        await lock_ledger(session)
         if await session.get(ConfigRegistry, key) is not None:
             raise Conflict(f"the configuration key '{key}' already exists")
         validator = compile_schema(schema)
@@ -372,6 +373,7 @@ class ConfigService:
     ) -> KeyInfo:
         """Change a key's definition. A new schema must accept the default and every value
         that is live or scheduled; otherwise 422 lists the values it would break."""
+        await lock_ledger(session)
         row = await session.scalar(
             select(ConfigRegistry).where(ConfigRegistry.key == key).with_for_update()
         )
@@ -594,6 +596,9 @@ class ConfigService:
         reason: str | None = None,
     ) -> SetOutcome:
         """Store a new version (or, for keys that need approval, open a change request)."""
+        # Every configuration writer takes the ledger lock first (it writes the ledger
+        # anyway): one lock order everywhere, and the registry read below cannot go stale.
+        await lock_ledger(session)
         info = await self.key_info(key, session)
         await self.check_scope(session, info, scope)
         validate_value(info.validator, value, key=key)
@@ -629,10 +634,9 @@ class ConfigService:
         snapshot_id: int | None = None,
     ) -> ConfigValue:
         """Store ``value`` as the next version at ``scope`` (checks already done)."""
-        # Writers of one key queue here, so versions are consecutive and none is lost.
-        await session.execute(
-            select(ConfigRegistry.key).where(ConfigRegistry.key == info.key).with_for_update()
-        )
+        # Configuration writers queue on the ledger lock (held to commit), so versions are
+        # consecutive and none is lost.
+        await lock_ledger(session)
         now = utcnow()
         previous = await self._live_at_scope(session, info.key, scope, now)
         top = await session.scalar(
@@ -729,6 +733,7 @@ class ConfigService:
         reason: str | None = None,
     ) -> SetOutcome:
         """A new version at ``scope`` carrying the value of ``version``."""
+        await lock_ledger(session)
         info = await self.key_info(key, session)
         old = await self.find_version(session, key, scope, version)
         validate_value(info.validator, old.value, key=key, loc=("body", "version"))
@@ -761,6 +766,7 @@ class ConfigService:
         actor: Actor,
         reason: str | None = None,
     ) -> SetOutcome:
+        await lock_ledger(session)
         info = await self.key_info(key, session)
         row = await self.find_version(session, key, scope, version)
         if not row.is_active:
@@ -786,9 +792,7 @@ class ConfigService:
         change_request_id: int | None = None,
         snapshot_id: int | None = None,
     ) -> ConfigValue:
-        await session.execute(
-            select(ConfigRegistry.key).where(ConfigRegistry.key == info.key).with_for_update()
-        )
+        await lock_ledger(session)
         await session.refresh(row)
         if not row.is_active:
             raise Conflict(f"version {row.version} of '{info.key}' is already inactive")
@@ -964,6 +968,7 @@ class ConfigService:
         return request
 
     async def _pending(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
+        await lock_ledger(session)
         request = await session.scalar(
             select(ConfigChangeRequest)
             .where(ConfigChangeRequest.id == request_id)

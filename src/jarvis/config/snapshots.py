@@ -31,7 +31,7 @@ from jarvis.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from jarvis.governance.audit import Actor, record_audit
+from jarvis.governance.audit import Actor, lock_ledger, record_audit
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.schema import ApiInput, find_unstorable
 
@@ -251,6 +251,7 @@ async def _plan_and_apply(
     snapshot_id: int | None = None,
 ) -> Report:
     report = Report(dry_run=dry_run)
+    await lock_ledger(session)  # the plan is made against what no one else is changing
     now = utcnow()
     current = await live_values(session, now)
     current_by_id = {_entry_id(e): e for e in current}

@@ -66,7 +66,9 @@ def entry_digest(
     return hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
-async def _lock_ledger(session: AsyncSession) -> None:
+async def lock_ledger(session: AsyncSession) -> None:
+    """Take the ledger's write lock until the transaction ends (a no-op on SQLite, whose
+    writers are serialised already). Writers that lock other rows too take this first."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
 
@@ -82,7 +84,7 @@ async def record_audit(
     after: dict[str, Any] | None = None,
 ) -> AuditTrail:
     """Append one entry to the ledger inside the caller's transaction."""
-    await _lock_ledger(session)
+    await lock_ledger(session)
     last = await session.scalar(
         select(AuditTrail.entry_hash).order_by(AuditTrail.id.desc()).limit(1)
     )
