@@ -6,3 +6,6 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }
 fi
 .venv/bin/python benchmarks/agents_list.py "$@"
+.venv/bin/python benchmarks/config_cached.py
+.venv/bin/python benchmarks/config_uncached.py
+.venv/bin/python benchmarks/config_propagation.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from jarvis import __version__
-from jarvis.cli import agents, audit, db, seed, tokens, users
+from jarvis.cli import agents, audit, config, db, seed, tokens, users
 from jarvis.cli.common import console
 from jarvis.cli.serve import serve
 
@@ -22,6 +22,7 @@ cli.add_typer(agents.app, name="agents")
 cli.add_typer(users.app, name="users")
 cli.add_typer(tokens.app, name="tokens")
 cli.add_typer(audit.app, name="audit")
+cli.add_typer(config.app, name="config")
 
 
 @cli.command()

@@ -57,6 +57,8 @@ class ConfigValue(Base):
         ),
         # Resolution walks this index backwards: most specific scope, newest version first.
         Index("idx_config_values_resolve", "config_key", "scope_rank", "version"),
+        # The next scheduled change of a key: few rows lie in the future.
+        Index("idx_config_values_schedule", "config_key", "effective_from"),
         CheckConstraint(
             "effective_to IS NULL OR effective_to > effective_from", name="effective_window"
         ),

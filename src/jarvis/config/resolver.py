@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from jarvis.config.models import ConfigValue
 from jarvis.config.scope import Scope
@@ -61,7 +72,30 @@ def live_at(at: datetime) -> ColumnElement[bool]:
     )
 
 
-def resolve_statement(key: str, scope: Scope, at: datetime) -> Select[Any]:
+def _bound(scope: Scope) -> ColumnElement[bool]:
+    """``applicable`` with bound parameters in place of the scope's values."""
+
+    def member(column: Any, present: bool, name: str) -> ColumnElement[bool]:
+        if not present:
+            return column.is_(None)  # type: ignore[no-any-return]
+        return or_(column.is_(None), column == bindparam(name))
+
+    return and_(
+        member(ConfigValue.persona, scope.persona is not None, "persona"),
+        member(ConfigValue.agent_id, scope.agent_id is not None, "agent_id"),
+        member(ConfigValue.workflow_id, scope.workflow_id is not None, "workflow_id"),
+    )
+
+
+@lru_cache(maxsize=8)
+def _shaped_statement(has_persona: bool, has_agent: bool, has_workflow: bool) -> Select[Any]:
+    """The resolution statement for one shape of scope (which members are set), built once:
+    building it per call would cost more than running it."""
+    scope = Scope(
+        "p" if has_persona else None, 1 if has_agent else None, 1 if has_workflow else None
+    )
+    at: BindParameter[datetime] = bindparam("at")
+    match = _bound(scope)
     winner = (
         select(
             ConfigValue.id,
@@ -73,7 +107,13 @@ def resolve_statement(key: str, scope: Scope, at: datetime) -> Select[Any]:
             ConfigValue.effective_from,
             ConfigValue.effective_to,
         )
-        .where(ConfigValue.config_key == key, applicable(scope), live_at(at))
+        .where(
+            ConfigValue.config_key == bindparam("key"),
+            match,
+            or_(ConfigValue.is_active.is_(True), ConfigValue.deactivated_at > at),
+            ConfigValue.effective_from <= at,
+            or_(ConfigValue.effective_to.is_(None), ConfigValue.effective_to > at),
+        )
         .order_by(ConfigValue.scope_rank.desc(), ConfigValue.version.desc())
         .limit(1)
         .subquery("winner")
@@ -81,8 +121,8 @@ def resolve_statement(key: str, scope: Scope, at: datetime) -> Select[Any]:
     upcoming = (
         select(func.min(ConfigValue.effective_from).label("next_from"))
         .where(
-            ConfigValue.config_key == key,
-            applicable(scope),
+            ConfigValue.config_key == bindparam("key"),
+            match,
             ConfigValue.is_active.is_(True),
             ConfigValue.effective_from > at,
         )
@@ -91,15 +131,32 @@ def resolve_statement(key: str, scope: Scope, at: datetime) -> Select[Any]:
     return select(upcoming.c.next_from, winner).select_from(upcoming.outerjoin(winner, true()))
 
 
+def resolve_statement(key: str, scope: Scope, at: datetime) -> tuple[Select[Any], dict[str, Any]]:
+    """The one statement that resolves ``key`` for ``scope`` at ``at``, and its parameters."""
+    statement = _shaped_statement(
+        scope.persona is not None, scope.agent_id is not None, scope.workflow_id is not None
+    )
+    params: dict[str, Any] = {"key": key, "at": at}
+    if scope.persona is not None:
+        params["persona"] = scope.persona
+    if scope.agent_id is not None:
+        params["agent_id"] = scope.agent_id
+    if scope.workflow_id is not None:
+        params["workflow_id"] = scope.workflow_id
+    return statement, params
+
+
 def _earliest(*instants: datetime | None) -> datetime | None:
     present = [i for i in instants if i is not None]
     return min(present) if present else None
 
 
 async def resolve_query(
-    session: AsyncSession, key: str, scope: Scope, at: datetime, default: Any
+    conn: AsyncSession | AsyncConnection, key: str, scope: Scope, at: datetime, default: Any
 ) -> Resolution:
-    row = (await session.execute(resolve_statement(key, scope, at))).one()
+    """Resolve with one statement on ``conn`` (a session or a Core connection)."""
+    statement, params = resolve_statement(key, scope, at)
+    row = (await conn.execute(statement, params)).one()
     next_from = row.next_from
     if row.id is None:
         return Resolution(key=key, value=default, source="default", valid_until=next_from)

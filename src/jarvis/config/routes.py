@@ -3,8 +3,10 @@ history, revert, deactivate, snapshots, export/import and change requests."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -121,7 +123,7 @@ async def register_key(
 
 
 def _revision(if_match: str | None) -> int | None:
-    if if_match is None:
+    if if_match is None or if_match.strip() == "*":  # "*": any current revision
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
     if not (tag.isascii() and tag.isdigit()) or len(tag) > 9:
@@ -284,8 +286,12 @@ async def history(
     scope = _scope(persona, agent_id, workflow_id)
     only = scope if scoped or scope != Scope() else None
     rows, total = await config.history(session, key, scope=only, limit=limit, offset=offset)
+    secret = (await config.key_info(key, session)).secret
     return Page[ChangeLogOut](
-        items=[ChangeLogOut.of(r) for r in rows], total=total, limit=limit, offset=offset
+        items=[ChangeLogOut.of(r, secret=secret) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -347,6 +353,7 @@ class ReportOut(BaseModel):
     diff: dict[str, Any]
     unknownKeys: list[str]  # noqa: N815
     skipped: list[dict[str, Any]]
+    needsApproval: list[dict[str, Any]]  # noqa: N815
     changeRequests: list[int]  # noqa: N815
     errors: list[dict[str, Any]]
 
@@ -439,10 +446,14 @@ async def restore_snapshot(
 
 def _download(document: dict[str, Any], fmt: Literal["json", "yaml"], name: str) -> Response:
     media = "application/yaml" if fmt == "yaml" else "application/json"
+    filename = f"{name}.{fmt}"
+    # RFC 6266: an ASCII fallback without quotes or controls, and the exact name UTF-8 encoded.
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
     return Response(
         snap.render(document, fmt),
         media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+        headers={"Content-Disposition": disposition},
     )
 
 

@@ -230,7 +230,14 @@ class ChangeLogOut(ApiModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: Any) -> ChangeLogOut:
+    def of(cls, row: Any, *, secret: bool = False) -> ChangeLogOut:
+        """``secret`` is the key's secrecy now: a key made secret later hides its past too."""
+        old, new = row.old_value, row.new_value
+        if secret:
+            if str(row.action).startswith("registry."):
+                old, new = _mask_default(old), _mask_default(new)
+            else:
+                old, new = mask(old, True), mask(new, True)
         scope = (
             ScopeOut(persona=row.persona, agent_id=row.agent_id, workflow_id=row.workflow_id)
             if row.scope_identifiers is not None
@@ -241,8 +248,8 @@ class ChangeLogOut(ApiModel):
             key=row.config_key,
             action=row.action,
             scope=scope,
-            old_value=row.old_value,
-            new_value=row.new_value,
+            old_value=old,
+            new_value=new,
             version=row.version,
             value_id=row.value_id,
             effective_from=row.effective_from,
@@ -253,6 +260,12 @@ class ChangeLogOut(ApiModel):
             snapshot_id=row.snapshot_id,
             created_at=row.created_at,
         )
+
+
+def _mask_default(definition: Any) -> Any:
+    if isinstance(definition, dict) and "default" in definition:
+        return {**definition, "default": mask(definition["default"], True)}
+    return definition
 
 
 # --- change requests ----------------------------------------------------------------------

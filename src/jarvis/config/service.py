@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -59,6 +60,8 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 CONFIG_CHANNEL = "jarvis.config"
+KEY_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+MAX_KEY_LENGTH = 100
 # A schedule given a moment ago (clock skew, a slow client) still counts as "now".
 PAST_TOLERANCE = timedelta(seconds=5)
 
@@ -195,7 +198,7 @@ class ConfigService:
                         elif isinstance(message, dict) and message.get("origin") != (
                             self.instance_id
                         ):
-                            self.invalidate(c.get("key", "") for c in message.get("changes", ()))
+                            self._apply_message(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -203,6 +206,17 @@ class ConfigService:
                 log.warning("config.bus_unavailable", error=str(exc))
                 self.invalidate_all()
                 await asyncio.sleep(max(self.poll_seconds, 1.0))
+
+    def _apply_message(self, message: dict[str, Any]) -> None:
+        changes = [c for c in message.get("changes", ()) if isinstance(c, dict)]
+        self.invalidate(
+            (str(c.get("key", "")) for c in changes),
+            definitions=(
+                str(c.get("key", ""))
+                for c in changes
+                if str(c.get("action", "")).startswith("registry.")
+            ),
+        )
 
     async def _poll(self) -> None:
         while True:
@@ -219,7 +233,7 @@ class ConfigService:
         async with unit_of_work(self.db, write=False) as session:
             rows = (
                 await session.execute(
-                    select(ConfigChangeLog.id, ConfigChangeLog.config_key)
+                    select(ConfigChangeLog.id, ConfigChangeLog.config_key, ConfigChangeLog.action)
                     .where(ConfigChangeLog.id > self._last_change_id)
                     .order_by(ConfigChangeLog.id)
                     .limit(10_000)
@@ -229,7 +243,9 @@ class ConfigService:
             return set()
         self._last_change_id = rows[-1].id
         keys = {row.config_key for row in rows}
-        self.invalidate(keys)
+        self.invalidate(
+            keys, definitions={r.config_key for r in rows if r.action.startswith("registry.")}
+        )
         return keys
 
     @staticmethod
@@ -238,12 +254,14 @@ class ConfigService:
 
     # --- invalidation ---------------------------------------------------------------------
 
-    def invalidate(self, keys: Iterable[str]) -> None:
-        wanted = set(keys)
-        self.cache.invalidate(wanted)
-        for key in wanted:
-            self._keys.pop(key, None)
-        self._key_generation += 1
+    def invalidate(self, keys: Iterable[str], *, definitions: Iterable[str] = ()) -> None:
+        """Drop cached answers of ``keys``, and cached definitions of ``definitions``."""
+        self.cache.invalidate(set(keys))
+        changed = set(definitions)
+        if changed:
+            for key in changed:
+                self._keys.pop(key, None)
+            self._key_generation += 1
 
     def invalidate_all(self) -> None:
         self.cache.clear()
@@ -261,7 +279,10 @@ class ConfigService:
 
         async def publish() -> None:
             changes = session.info.pop("jarvis.config.changes", pending)
-            self.invalidate(c.key for c in changes)
+            self.invalidate(
+                (c.key for c in changes),
+                definitions=(c.key for c in changes if c.action.startswith("registry.")),
+            )
             message = {
                 "type": "config_changed",
                 "origin": self.instance_id,
@@ -307,10 +328,12 @@ class ConfigService:
     ) -> tuple[list[KeyInfo], int]:
         query = select(ConfigRegistry)
         if search:
-            pattern = f"%{search.lower()}%"
+            # Literal text: "_" and "%" in a search are characters, not wildcards.
+            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
             query = query.where(
-                func.lower(ConfigRegistry.key).like(pattern)
-                | func.lower(ConfigRegistry.description).like(pattern)
+                func.lower(ConfigRegistry.key).like(pattern, escape="\\")
+                | func.lower(ConfigRegistry.description).like(pattern, escape="\\")
             )
         total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = await session.scalars(query.order_by(ConfigRegistry.key).limit(limit).offset(offset))
@@ -330,6 +353,12 @@ class ConfigService:
         actor: Actor,
     ) -> KeyInfo:
         """Add a key to the registry; 409 when it exists, 422 when the default fails."""
+        if not KEY_RE.fullmatch(key) or len(key) > MAX_KEY_LENGTH:
+            raise ValidationFailed.field(
+                ["body", "key"],
+                "must be dotted lower-case words (letters, digits, '_'; each word starting "
+                f"with a letter), at most {MAX_KEY_LENGTH} characters",
+            )
         await lock_ledger(session)
         if await session.get(ConfigRegistry, key) is not None:
             raise Conflict(f"the configuration key '{key}' already exists")
@@ -507,16 +536,19 @@ class ConfigService:
                 return entry.resolution
             return (await self._fill(key, scope)).resolution
         info = await self.key_info(key)
-        async with unit_of_work(self.db, write=False) as session:
-            resolution = await resolver.resolve_query(session, key, scope, as_utc(at), info.default)
-        self._check_stored(info, resolution)
+        async with self.db.read_engine.connect() as conn:
+            resolution = await resolver.resolve_query(conn, key, scope, as_utc(at), info.default)
+        if as_utc(at) >= utcnow():
+            # The past is answered as it was served, even if today's schema is stricter.
+            self._check_stored(info, resolution)
         return resolution
 
     async def _fill(self, key: str, scope: Scope) -> Entry:
         info = await self.key_info(key)
         token = self.cache.token(key)
-        async with unit_of_work(self.db, write=False) as session:
-            resolution = await resolver.resolve_query(session, key, scope, utcnow(), info.default)
+        # A Core connection, not a session: this is the whole cost of a cache miss.
+        async with self.db.read_engine.connect() as conn:
+            resolution = await resolver.resolve_query(conn, key, scope, utcnow(), info.default)
         self._check_stored(info, resolution)
         entry = Entry(resolution.value, expiry(resolution.valid_until), resolution)
         self.cache.put(key, scope, entry, token)
@@ -524,7 +556,9 @@ class ConfigService:
 
     @staticmethod
     def _check_stored(info: KeyInfo, resolution: Resolution) -> None:
-        if resolution.source != "default" and not info.validator.is_valid(resolution.value):
+        if resolution.source != "default" and schema_errors(
+            info.validator, resolution.value, loc=()
+        ):
             raise StoredValueInvalid(
                 f"the stored value of '{info.key}' (version {resolution.version}) does not "
                 "satisfy the key's schema; set a new value"
@@ -985,6 +1019,8 @@ class ConfigService:
     ) -> ConfigChangeRequest:
         """Apply a pending request; only someone other than its requester may."""
         request = await self._pending(session, request_id)
+        if actor.user_id is None:
+            raise Forbidden("a change request is approved by a person: act as a signed-in admin")
         if _same_person(request, actor):
             raise Forbidden("you cannot approve your own change request; ask another admin")
         info = await self.key_info(request.config_key, session)
@@ -1057,6 +1093,8 @@ class ConfigService:
         self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
     ) -> ConfigChangeRequest:
         request = await self._pending(session, request_id)
+        if actor.user_id is None:
+            raise Forbidden("a change request is rejected by a person: act as a signed-in admin")
         if _same_person(request, actor):
             raise Forbidden("you cannot reject your own change request; withdraw it instead")
         return await self._close(session, request, "rejected", actor=actor, reason=reason)

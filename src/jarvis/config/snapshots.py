@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -215,6 +215,8 @@ class Report:
     unknown_keys: list[str] = field(default_factory=list)
     skipped: list[Entry] = field(default_factory=list)
     change_requests: list[int] = field(default_factory=list)
+    # Changes that go to a change request instead of applying (keys needing approval).
+    needs_approval: list[Entry] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -224,6 +226,7 @@ class Report:
             "diff": self.diff.as_json(),
             "unknownKeys": self.unknown_keys,
             "skipped": self.skipped,
+            "needsApproval": self.needs_approval,
             "changeRequests": self.change_requests,
             "errors": self.errors,
         }
@@ -286,6 +289,12 @@ async def _plan_and_apply(
         e for e in current if prune or _entry_id(e) in {_entry_id(w) for w in wanted}
     ]
     report.diff = diff(comparable_current, wanted, secrets=secrets)
+    approval_keys = {k for k, row in known.items() if row.requires_approval}
+    report.needs_approval = [
+        {"key": e["key"], "scope": e.get("scope") or {}}
+        for e in [*report.diff.added, *report.diff.changed, *report.diff.removed]
+        if e["key"] in approval_keys
+    ]
     if report.unknown_keys and strict_unknown:
         report.errors.extend(
             {"loc": ["values"], "msg": f"unknown configuration key '{k}'"}
@@ -307,7 +316,13 @@ async def _plan_and_apply(
         scope = Scope.from_json(entry.get("scope"))
         if info.requires_approval:
             outcome = await config.set_value(
-                session, info.key, entry["value"], scope, actor=actor, reason=reason
+                session,
+                info.key,
+                entry["value"],
+                scope,
+                actor=actor,
+                effective_to=_future_end(entry, now),
+                reason=reason,
             )
             if outcome.request is not None:
                 report.change_requests.append(outcome.request.id)
@@ -319,7 +334,7 @@ async def _plan_and_apply(
             scope,
             actor=actor,
             start=now,
-            end=None,
+            end=_future_end(entry, now),
             reason=reason,
             action=action,
             snapshot_id=snapshot_id,
@@ -364,6 +379,15 @@ async def _plan_and_apply(
                     )
     report.applied = True
     return report
+
+
+def _future_end(entry: Entry, now: datetime) -> datetime | None:
+    """A value's end as recorded, when it is still ahead (an ended one restores open)."""
+    raw = entry.get("effectiveTo")
+    if not raw:
+        return None
+    end = as_utc(datetime.fromisoformat(raw))
+    return end if end > now else None
 
 
 async def restore_snapshot(
@@ -429,6 +453,8 @@ def export_document(
             item["secret"] = True
         else:
             item["value"] = e["value"]
+        if e.get("effectiveTo"):
+            item["effectiveTo"] = e["effectiveTo"]
         values.append(item)
     return {
         "format": EXPORT_FORMAT,
@@ -468,7 +494,15 @@ class ImportEntry(ApiInput):
     key: ConfigKey
     scope: ScopeIn = Field(default_factory=ScopeIn)
     value: Any = None
+    effective_to: datetime | None = None
     secret: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _value_required(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "value" not in data and not data.get("secret"):
+            raise ValueError("value is required (null is a value when the schema allows it)")
+        return data
 
 
 class ImportDocument(ApiInput):
@@ -477,6 +511,18 @@ class ImportDocument(ApiInput):
     exported_at: str | None = None
     source: dict[str, Any] | None = None
     values: list[ImportEntry] = Field(max_length=100_000)
+
+    @model_validator(mode="after")
+    def _each_scope_once(self) -> ImportDocument:
+        seen: set[tuple[str, str]] = set()
+        for entry in self.values:
+            ident = (entry.key, entry.scope.to_scope().key)
+            if ident in seen:
+                raise ValueError(
+                    f"'{entry.key}' at {entry.scope.to_scope().describe()} is named twice"
+                )
+            seen.add(ident)
+        return self
 
 
 def parse_document(body: bytes, content_type: str) -> ImportDocument:
@@ -530,6 +576,7 @@ async def import_document(
             "key": e.key,
             "scope": e.scope.to_scope().as_json(),
             "value": e.value,
+            "effectiveTo": e.effective_to.isoformat() if e.effective_to else None,
             **({"secret": True} if e.secret else {}),
         }
         for e in document.values

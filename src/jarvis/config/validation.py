@@ -8,6 +8,9 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from jarvis.errors import ValidationFailed
 from jarvis.kit.canonical import canonical_json
@@ -16,9 +19,38 @@ from jarvis.kit.canonical import canonical_json
 MAX_VALUE_BYTES = 64 * 1024
 MAX_SCHEMA_BYTES = 64 * 1024
 MASK = "********"
+_BASE_URI = "urn:jarvis:config-schema"
+# No retrieval: a ``$ref`` to anything outside the schema is unresolvable, never fetched.
+_NO_RETRIEVAL: Registry[Any] = Registry()
 
 
-def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("body", "valueSchema")) -> Validator:
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k in ("$ref", "$dynamicRef") and isinstance(v, str)]
+        for value in node.values():
+            found.extend(_refs(value))
+        return found
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    return []
+
+
+def _check_refs(schema: dict[str, Any], loc: Sequence[str | int]) -> None:
+    resource = DRAFT202012.create_resource(schema)
+    base = resource.id() or _BASE_URI
+    resolver = _NO_RETRIEVAL.with_resource(base, resource).resolver(base_uri=base)
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise ValidationFailed.field(
+                list(loc),
+                f"$ref '{ref}' does not resolve within the schema (nothing is fetched from "
+                "elsewhere; put the definitions under $defs)",
+            ) from None
+
+
+def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("body", "schema")) -> Validator:
     """A validator for ``schema`` (JSON Schema 2020-12); 422 when the schema is invalid.
 
     ``$ref`` resolves only within the schema itself: nothing is fetched over the network.
@@ -34,7 +66,10 @@ def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("body", "valueSch
         raise ValidationFailed.field(
             list(loc), f"is not a valid JSON Schema at {path}: {exc.message}"
         ) from None
-    validator: Validator = Draft202012Validator(schema, format_checker=FormatChecker())
+    _check_refs(schema, loc)
+    validator: Validator = Draft202012Validator(
+        schema, registry=_NO_RETRIEVAL, format_checker=FormatChecker()
+    )
     return validator
 
 
@@ -43,7 +78,18 @@ def schema_errors(
 ) -> list[dict[str, Any]]:
     """Every way ``value`` breaks the schema: JSON path, the rule (keyword) and a message."""
     out = []
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path))):
+    try:
+        found = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path)))
+    except Unresolvable as exc:  # a $ref the registration check could not see (e.g. $id)
+        return [
+            {
+                "loc": list(loc),
+                "jsonPath": "$",
+                "rule": "$ref",
+                "msg": f"the key's schema has a $ref that does not resolve: {exc}",
+            }
+        ]
+    for error in found:
         rule = str(error.validator)
         out.append(
             {

@@ -75,8 +75,11 @@ class Database:
     engine: AsyncEngine
     reader: async_sessionmaker[AsyncSession] = field(init=False)
     writer: async_sessionmaker[AsyncSession] = field(init=False)
+    # What readers connect through (autocommit on PostgreSQL), for Core-only hot paths.
+    read_engine: AsyncEngine = field(init=False)
 
     def __post_init__(self) -> None:
+        self.read_engine = self.engine
         self.reader = async_sessionmaker(self.engine, expire_on_commit=False)
         if self.is_sqlite:
             write_engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
@@ -85,8 +88,8 @@ class Database:
             self.writer = self.reader
             # Reads need no transaction on PostgreSQL: under READ COMMITTED every
             # statement sees its own snapshot anyway, and BEGIN/COMMIT are two round trips.
-            read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            self.reader = async_sessionmaker(read_engine, expire_on_commit=False)
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:

@@ -97,7 +97,11 @@ class MemoryBus:
         try:
             yield subscription
         finally:
-            self._subscribers[channel].discard(subscription)
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[channel]
 
     async def close(self) -> None:
         self._subscribers.clear()
@@ -122,7 +126,8 @@ class RedisBus:
         import redis.asyncio as aioredis
 
         self._url = url
-        self._client = aioredis.Redis.from_url(url, decode_responses=True)
+        # Health checks notice a half-open connection, so the subscriber reconnects.
+        self._client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=15)
         self._reconnect_delay = reconnect_delay
 
     async def publish(self, channel: str, message: Message) -> None:
@@ -133,16 +138,15 @@ class RedisBus:
         subscription = Subscription()
         ready = asyncio.Event()
         task = asyncio.create_task(self._pump(channel, subscription, ready))
+        waiter = asyncio.ensure_future(ready.wait())
         try:
             # Subscribed before the caller goes on, so nothing published after is missed.
-            await asyncio.wait(
-                [asyncio.ensure_future(ready.wait()), task],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()
             yield subscription
         finally:
+            waiter.cancel()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -173,10 +177,17 @@ class RedisBus:
                         continue
                     if isinstance(decoded, dict):
                         subscription._offer(decoded)
+            except asyncio.CancelledError:
+                raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if first:
                     raise
                 log.warning("bus.disconnected", channel=channel, error=str(exc))
+                await asyncio.sleep(self._reconnect_delay)
+            except Exception as exc:  # anything else: reconnect too, never go quiet
+                if first:
+                    raise
+                log.error("bus.subscriber_failed", channel=channel, error=repr(exc))
                 await asyncio.sleep(self._reconnect_delay)
             finally:
                 with contextlib.suppress(Exception):

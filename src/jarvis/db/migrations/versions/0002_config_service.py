@@ -232,6 +232,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "idx_config_values_resolve", ["config_key", "scope_rank", "version"], unique=False
         )
+        batch_op.create_index(
+            "idx_config_values_schedule", ["config_key", "effective_from"], unique=False
+        )
 
     # Persona colour schemes become persona-scoped values of ``persona.colors``.
     conn = op.get_bind()
@@ -315,6 +318,7 @@ def downgrade() -> None:
         batch_op.alter_column("color_scheme", server_default=None)
     for index, table in (
         ("idx_config_values_resolve", "config_values"),
+        ("idx_config_values_schedule", "config_values"),
         ("idx_config_change_requests_status", "config_change_requests"),
         ("idx_config_change_logs_key", "config_change_logs"),
     ):
