@@ -177,9 +177,11 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 async def explain(db: Database, key: str, scope: Scope) -> str:
-    statement = resolver.resolve_statement(key, scope, utcnow())
+    statement, params = resolver.resolve_statement(key, scope, utcnow())
     sql = str(
-        statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        statement.params(**params).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
     )
     async with db.engine.connect() as conn:
         rows = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")

@@ -434,7 +434,7 @@ async def test_reads_are_served_from_the_cache_until_invalidated(world: World) -
 
 async def test_a_cached_entry_expires_when_a_scheduled_value_starts(world: World) -> None:
     await put(world, 10)
-    start = utcnow() + timedelta(seconds=1.5)
+    start = utcnow() + timedelta(seconds=2)
     await put(world, 20, effective_from=start)
     published, logged = len(world.bus.published), await change_log_count(world.db)
 
@@ -456,7 +456,7 @@ async def test_a_cached_entry_expires_when_a_scheduled_value_starts(world: World
 async def test_a_cached_entry_expires_when_its_value_ends(world: World) -> None:
     await put(world, 10)
     scope = Scope(persona="admin")
-    end = utcnow() + timedelta(seconds=1.5)
+    end = utcnow() + timedelta(seconds=2)
     await put(world, 20, scope, effective_to=end)
     published = len(world.bus.published)
 

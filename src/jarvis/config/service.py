@@ -363,7 +363,7 @@ class ConfigService:
         if await session.get(ConfigRegistry, key) is not None:
             raise Conflict(f"the configuration key '{key}' already exists")
         validator = compile_schema(schema)
-        validate_value(validator, default, key=key, loc=("body", "default"))
+        validate_value(validator, default, key=key, loc=("body", "default"), secret=secret)
         row = ConfigRegistry(
             key=key,
             description=description,
@@ -416,10 +416,11 @@ class ConfigService:
         before = registry_json(row)
         schema = changes.schema if changes.schema is not None else row.value_schema
         default = changes.default if changes.default_set else row.default_value
+        secret = row.is_secret or bool(changes.secret)
         validator = compile_schema(schema)
-        validate_value(validator, default, key=key, loc=("body", "default"))
+        validate_value(validator, default, key=key, loc=("body", "default"), secret=secret)
         if changes.schema is not None:
-            await self._check_values_against(session, key, validator)
+            await self._check_values_against(session, key, validator, secret=secret)
         scopes = _ordered_scopes(changes.scopes) if changes.scopes is not None else None
         if scopes is not None:
             await self._check_scopes_in_use(session, key, scopes)
@@ -455,7 +456,7 @@ class ConfigService:
         return KeyInfo.from_row(row)
 
     async def _check_values_against(
-        self, session: AsyncSession, key: str, validator: Validator
+        self, session: AsyncSession, key: str, validator: Validator, *, secret: bool
     ) -> None:
         now = utcnow()
         rows = await session.scalars(
@@ -467,7 +468,7 @@ class ConfigService:
         )
         broken = []
         for row in rows:
-            for error in schema_errors(validator, row.value, loc=["body", "schema"]):
+            for error in schema_errors(validator, row.value, loc=["body", "schema"], secret=secret):
                 broken.append(
                     {
                         **error,
@@ -635,7 +636,7 @@ class ConfigService:
         await lock_ledger(session)
         info = await self.key_info(key, session)
         await self.check_scope(session, info, scope)
-        validate_value(info.validator, value, key=key)
+        validate_value(info.validator, value, key=key, secret=info.secret)
         start, end = self.check_window(effective_from, effective_to, now=utcnow())
         if info.requires_approval:
             payload = {
@@ -769,8 +770,12 @@ class ConfigService:
         """A new version at ``scope`` carrying the value of ``version``."""
         await lock_ledger(session)
         info = await self.key_info(key, session)
+        # The scope may have been narrowed (or the agent removed) since that version.
+        await self.check_scope(session, info, scope)
         old = await self.find_version(session, key, scope, version)
-        validate_value(info.validator, old.value, key=key, loc=("body", "version"))
+        validate_value(
+            info.validator, old.value, key=key, loc=("body", "version"), secret=info.secret
+        )
         reason = reason or f"revert to version {version}"
         if info.requires_approval:
             payload = {"scope": scope.as_json(), "version": version, "value": old.value}
@@ -1043,7 +1048,9 @@ class ConfigService:
             )
         else:
             value = payload["value"]
-            validate_value(info.validator, value, key=info.key, loc=("payload", "value"))
+            validate_value(
+                info.validator, value, key=info.key, loc=("payload", "value"), secret=info.secret
+            )
             now = utcnow()
             start = (
                 datetime.fromisoformat(payload["effectiveFrom"])

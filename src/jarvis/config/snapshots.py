@@ -281,7 +281,9 @@ async def _plan_and_apply(
             report.errors.extend(exc.errors or [{"loc": ["values", index], "msg": exc.detail}])
             continue
         report.errors.extend(
-            schema_errors(info.validator, entry["value"], loc=["values", index, "value"])
+            schema_errors(
+                info.validator, entry["value"], loc=["values", index, "value"], secret=info.secret
+            )
         )
         wanted.append(entry)
     secrets = {k for k, row in known.items() if row.is_secret}

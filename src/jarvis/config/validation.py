@@ -74,9 +74,12 @@ def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("body", "schema")
 
 
 def schema_errors(
-    validator: Validator, value: Any, *, loc: Sequence[str | int]
+    validator: Validator, value: Any, *, loc: Sequence[str | int], secret: bool = False
 ) -> list[dict[str, Any]]:
-    """Every way ``value`` breaks the schema: JSON path, the rule (keyword) and a message."""
+    """Every way ``value`` breaks the schema: JSON path, the rule (keyword) and a message.
+
+    For a secret key the message leaves the value out (jsonschema's messages quote it).
+    """
     out = []
     try:
         found = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path)))
@@ -91,24 +94,36 @@ def schema_errors(
         ]
     for error in found:
         rule = str(error.validator)
+        message = (
+            f"the value breaks '{rule}': {error.validator_value!r}"
+            if secret and rule not in ("enum", "const")
+            else "the value is not one of the allowed values"
+            if secret
+            else error.message
+        )
         out.append(
             {
                 "loc": [*loc, *error.absolute_path],
                 "jsonPath": error.json_path,
                 "rule": rule,
-                "msg": f"{error.message} (rule '{rule}' at {error.json_path})",
+                "msg": f"{message} (rule '{rule}' at {error.json_path})",
             }
         )
     return out
 
 
 def validate_value(
-    validator: Validator, value: Any, *, key: str, loc: Sequence[str | int] = ("body", "value")
+    validator: Validator,
+    value: Any,
+    *,
+    key: str,
+    loc: Sequence[str | int] = ("body", "value"),
+    secret: bool = False,
 ) -> None:
     """422 unless ``value`` is small enough and satisfies the key's schema."""
     if len(canonical_json(value)) > MAX_VALUE_BYTES:
         raise ValidationFailed.field(list(loc), f"is larger than {MAX_VALUE_BYTES} bytes")
-    errors = schema_errors(validator, value, loc=loc)
+    errors = schema_errors(validator, value, loc=loc, secret=secret)
     if errors:
         first = errors[0]
         raise ValidationFailed(
