@@ -628,7 +628,7 @@ async def test_export_a_snapshot_as_json_and_yaml(
 
     assert as_json.status_code == 200, as_json.text
     assert as_json.headers["content-disposition"] == (
-        "attachment; filename=\"jarvis-config-release-1.json\"; "
+        'attachment; filename="jarvis-config-release-1.json"; '
         "filename*=UTF-8''jarvis-config-release-1.json"
     )
     document = as_json.json()
