@@ -52,6 +52,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.failures import FailureGroup
 from schemathesis.schemas import APIOperation
 
+from jarvis.config.rules import RuleSetIn, TemplateIn, save_rule_set, save_template
 from jarvis.config.service import ConfigService
 from jarvis.config.snapshots import create_snapshot
 from jarvis.db.engine import Database
@@ -89,6 +90,7 @@ PATH_PINS = {
     "key": KNOWN_KEYS,
     "request_id": KNOWN_REQUESTS,
     "snapshot_id": KNOWN_SNAPSHOTS,
+    "name": st.sampled_from(["property.appetite", "broker.ack", "no.such.name"]),
 }
 # Bodies that name stored things (a key's version, an importable document), merged into the
 # generated body when pinned, so that these writes reach real rows too.
@@ -325,8 +327,9 @@ class FuzzRun:
             # Hostile bodies as the admin, so that they can get as far as the database.
             who=st.just("admin") if mode == HOSTILE else st.sampled_from(CREDENTIALS),
             ids=st.fixed_dictionaries(pinned),
+            # Pinned three times in four: the rest explores ids and keys that do not exist.
             pin=(
-                st.booleans()
+                st.sampled_from([True, True, True, False])
                 if (pinned or body_pin is not None) and generation.is_positive
                 else st.just(False)
             ),
@@ -431,6 +434,29 @@ async def _seed_configuration(config: ConfigService, db: Database, admin: Any) -
                 await config.set_value(session, key, value, actor=TEST_ACTOR)
         for name in ("before", "middle", "after"):
             await create_snapshot(session, name=name, description=None, actor=TEST_ACTOR)
+        await save_rule_set(
+            session,
+            RuleSetIn.model_validate(
+                {
+                    "name": "property.appetite",
+                    "definition": {
+                        "rules": [
+                            {
+                                "when": [{"field": "tiv", "op": "gt", "value": 5e7}],
+                                "outcome": "refer",
+                                "reasonCode": "tiv_over_authority",
+                            }
+                        ]
+                    },
+                }
+            ),
+            actor=TEST_ACTOR,
+        )
+        await save_template(
+            session,
+            TemplateIn(name="broker.ack", body="Dear {{ broker }}, thank you."),
+            actor=TEST_ACTOR,
+        )
         for who, provider in ((other, "openai"),) * 20 + ((admin, "rules"),) * 3:
             actor = Actor(label=who.email, user_id=who.id)
             await config.set_value(session, "llm.provider", provider, actor=actor)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from jarvis.auth.models import ApiToken
+from jarvis.config.models import ConfigRegistry
 from jarvis.db.engine import Database
 from jarvis.db.session import DbSession
 from jarvis.errors import describe_integrity_error, is_data_exception
@@ -529,7 +530,16 @@ storage_probe = APIRouter(prefix="/test-only")
 async def unstorable_json(session: DbSession) -> dict[str, str]:
     # What a value past input validation meets: jsonb has no NaN. asyncpg's error reaches
     # SQLAlchemy as a plain DBAPIError (SQLSTATE 22P02), not as DataError.
-    session.add(RolePersona(key="nan_colours", display_name="x", color_scheme={"a": math.nan}))
+    session.add(
+        ConfigRegistry(
+            key="nan.default",
+            description="x",
+            value_schema={},
+            default_value={"a": math.nan},
+            allowed_scopes=["global"],
+            updated_by="test",
+        )
+    )
     await session.flush()
     return {"status": "stored"}
 
