@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from jarvis.auth.dependencies import Admin, Authenticated
@@ -131,16 +132,23 @@ def _revision(if_match: str | None) -> int | None:
     return int(tag)
 
 
-@router.put("/registry/{key}", response_model=RegistryKeyOut, summary="Change a key's definition")
+@router.put(
+    "/registry/{key}",
+    response_model=None,
+    summary="Change a key's definition (202 with a change request when the key needs approval)",
+    responses={
+        200: {"model": RegistryKeyOut, "description": "The changed definition"},
+        202: {"model": ChangeRequestOut, "description": "Change request awaiting approval"},
+    },
+)
 async def update_key(
     key: KeyPath,
     body: RegistryKeyUpdate,
     principal: Admin,
     session: DbSession,
     config: Config,
-    response: Response,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
-) -> RegistryKeyOut:
+) -> JSONResponse:
     changes = RegistryChanges(
         description=body.description,
         schema=body.value_schema,
@@ -150,11 +158,18 @@ async def update_key(
         secret=body.secret,
         requires_approval=body.requires_approval,
     )
-    info = await config.update_key(
+    outcome = await config.change_key(
         session, key, changes, actor=principal.actor, if_match=_revision(if_match)
     )
-    response.headers["ETag"] = f'"{info.revision}"'
-    return _key_out(info)
+    if outcome.request is not None:
+        info = await config.key_info(key, session)
+        body_out = ChangeRequestOut.of(outcome.request, secret=info.secret)
+        return JSONResponse(body_out.model_dump(mode="json", by_alias=True), status_code=202)
+    assert outcome.info is not None  # noqa: S101 - one of the two is always set
+    return JSONResponse(
+        _key_out(outcome.info).model_dump(mode="json", by_alias=True),
+        headers={"ETag": f'"{outcome.info.revision}"'},
+    )
 
 
 # --- values -------------------------------------------------------------------------------

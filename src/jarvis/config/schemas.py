@@ -287,9 +287,11 @@ class ChangeRequestOut(ApiModel):
 
     @classmethod
     def of(cls, row: Any, *, secret: bool) -> ChangeRequestOut:
-        payload = dict(row.payload)
-        if "value" in payload:
-            payload["value"] = mask(payload["value"], secret)
+        # A proposed default of a secret key is as secret as a value.
+        payload = {
+            name: mask(item, secret) if name in ("value", "default") else item
+            for name, item in row.payload.items()
+        }
         return cls(
             id=row.id,
             key=row.config_key,

@@ -139,6 +139,42 @@ class RegistryChanges:
     secret: bool | None = None
     requires_approval: bool | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        """The change as a change request's payload (only what changes)."""
+        out: dict[str, Any] = {}
+        for name, value in (
+            ("description", self.description),
+            ("schema", self.schema),
+            ("scopes", self.scopes),
+            ("secret", self.secret),
+            ("requiresApproval", self.requires_approval),
+        ):
+            if value is not None:
+                out[name] = value
+        if self.default_set:
+            out["default"] = self.default
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RegistryChanges:
+        return cls(
+            description=data.get("description"),
+            schema=data.get("schema"),
+            default=data.get("default"),
+            default_set="default" in data,
+            scopes=data.get("scopes"),
+            secret=data.get("secret"),
+            requires_approval=data.get("requiresApproval"),
+        )
+
+
+@dataclass(frozen=True)
+class KeyChangeOutcome:
+    """A definition change was applied (``info``) or awaits approval (``request``)."""
+
+    info: KeyInfo | None = None
+    request: ConfigChangeRequest | None = None
+
 
 def value_scope(row: ConfigValue | ConfigChangeLog) -> Scope:
     return Scope(row.persona, row.agent_id, row.workflow_id)
@@ -399,9 +435,14 @@ class ConfigService:
         *,
         actor: Actor,
         if_match: int | None = None,
+        change_request_id: int | None = None,
     ) -> KeyInfo:
-        """Change a key's definition. A new schema must accept the default and every value
-        that is live or scheduled; otherwise 422 lists the values it would break."""
+        """Change a key's definition now. A new schema must accept the default and every
+        value that is live or scheduled; otherwise 422 lists the values it would break.
+
+        This applies without four eyes: on behalf of a person, call ``change_key``, which
+        turns a change of a key that needs approval into a change request.
+        """
         await lock_ledger(session)
         row = await session.scalar(
             select(ConfigRegistry).where(ConfigRegistry.key == key).with_for_update()
@@ -414,28 +455,15 @@ class ConfigService:
                 f"'{key}' is at revision {row.revision}, not {if_match}; reload and retry"
             )
         before = registry_json(row)
-        schema = changes.schema if changes.schema is not None else row.value_schema
-        default = changes.default if changes.default_set else row.default_value
-        secret = row.is_secret or bool(changes.secret)
-        validator = compile_schema(schema)
-        validate_value(validator, default, key=key, loc=("body", "default"), secret=secret)
-        if changes.schema is not None:
-            await self._check_values_against(session, key, validator, secret=secret)
-        scopes = _ordered_scopes(changes.scopes) if changes.scopes is not None else None
-        if scopes is not None:
-            await self._check_scopes_in_use(session, key, scopes)
-            row.allowed_scopes = scopes
-        if changes.description is not None:
-            row.description = changes.description
-        row.value_schema = schema
-        row.default_value = default
-        if changes.secret is not None:
-            row.is_secret = changes.secret
-        if changes.requires_approval is not None:
-            row.requires_approval = changes.requires_approval
-        after_candidate = registry_json(row)
-        if after_candidate == before:
+        proposed = await self._proposed(session, row, changes)
+        if proposed == _definition(row):
             return KeyInfo.from_row(row)
+        row.description = proposed["description"]
+        row.value_schema = proposed["schema"]
+        row.default_value = proposed["default"]
+        row.allowed_scopes = proposed["scopes"]
+        row.is_secret = proposed["secret"]
+        row.requires_approval = proposed["requiresApproval"]
         row.revision += 1
         row.updated_by = actor.label
         row.updated_at = utcnow()
@@ -450,10 +478,80 @@ class ConfigService:
             before=before,
             after=after,
         )
-        self._log(session, key, "registry.update", actor, old=before, new=after)
+        self._log(
+            session,
+            key,
+            "registry.update",
+            actor,
+            old=before,
+            new=after,
+            change_request_id=change_request_id,
+        )
         await session.flush()
         self._announce(session, Change(key, None, None, "registry.update"))
         return KeyInfo.from_row(row)
+
+    async def change_key(
+        self,
+        session: AsyncSession,
+        key: str,
+        changes: RegistryChanges,
+        *,
+        actor: Actor,
+        if_match: int | None = None,
+        reason: str | None = None,
+    ) -> KeyChangeOutcome:
+        """Change a key's definition; for a key that needs approval (turning approval off
+        or un-masking a secret included), open a change request instead.
+
+        """
+        await lock_ledger(session)
+        info = await self.key_info(key, session)
+        if not info.requires_approval:
+            return KeyChangeOutcome(
+                info=await self.update_key(session, key, changes, actor=actor, if_match=if_match)
+            )
+        if if_match is not None and if_match != info.revision:
+            raise PreconditionFailed(
+                f"'{key}' is at revision {info.revision}, not {if_match}; reload and retry"
+            )
+        row = await session.get(ConfigRegistry, key)
+        assert row is not None  # noqa: S101 - key_info found it under the same lock
+        # Checked now, so a request never holds a change that could not apply today.
+        if await self._proposed(session, row, changes) == _definition(row):
+            return KeyChangeOutcome(info=info)
+        payload = {**changes.as_json(), "revision": info.revision}
+        request = await self._request(session, info, "registry", payload, actor, reason)
+        return KeyChangeOutcome(request=request)
+
+    async def _proposed(
+        self, session: AsyncSession, row: ConfigRegistry, changes: RegistryChanges
+    ) -> dict[str, Any]:
+        """The definition after ``changes``, checked against the stored values."""
+        key = row.key
+        schema = changes.schema if changes.schema is not None else row.value_schema
+        default = changes.default if changes.default_set else row.default_value
+        secret = row.is_secret or bool(changes.secret)
+        validator = compile_schema(schema)
+        validate_value(validator, default, key=key, loc=("body", "default"), secret=secret)
+        if changes.schema is not None:
+            await self._check_values_against(session, key, validator, secret=secret)
+        scopes = list(row.allowed_scopes)
+        if changes.scopes is not None:
+            scopes = _ordered_scopes(changes.scopes)
+            await self._check_scopes_in_use(session, key, scopes)
+        return {
+            "description": changes.description or row.description,
+            "schema": schema,
+            "default": default,
+            "scopes": scopes,
+            "secret": row.is_secret if changes.secret is None else changes.secret,
+            "requiresApproval": (
+                row.requires_approval
+                if changes.requires_approval is None
+                else changes.requires_approval
+            ),
+        }
 
     async def _check_values_against(
         self, session: AsyncSession, key: str, validator: Validator, *, secret: bool
@@ -1030,9 +1128,19 @@ class ConfigService:
             raise Forbidden("you cannot approve your own change request; ask another admin")
         info = await self.key_info(request.config_key, session)
         payload = request.payload
+        applied: ConfigValue | None = None
+        if request.action == "registry":
+            await self.update_key(
+                session,
+                info.key,
+                RegistryChanges.from_json(payload),
+                actor=actor,
+                if_match=int(payload["revision"]),
+                change_request_id=request.id,
+            )
+            return await self._decided(session, request, info, actor=actor, reason=reason)
         scope = Scope.from_json(payload.get("scope"))
         await self.check_scope(session, info, scope, loc=("payload", "scope"))
-        applied: ConfigValue
         if request.action == "deactivate":
             row = await self.find_version(session, info.key, scope, int(payload["version"]))
             if not row.is_active:
@@ -1079,12 +1187,26 @@ class ConfigService:
                 action=request.action,
                 change_request_id=request.id,
             )
+        return await self._decided(
+            session, request, info, actor=actor, reason=reason, applied=applied
+        )
+
+    async def _decided(
+        self,
+        session: AsyncSession,
+        request: ConfigChangeRequest,
+        info: KeyInfo,
+        *,
+        actor: Actor,
+        reason: str | None,
+        applied: ConfigValue | None = None,
+    ) -> ConfigChangeRequest:
         request.status = "approved"
         request.decided_by = actor.label
         request.decided_by_id = actor.user_id
         request.decided_at = utcnow()
         request.decision_reason = reason
-        request.applied_value_id = applied.id
+        request.applied_value_id = applied.id if applied is not None else None
         await session.flush()
         await record_audit(
             session,
@@ -1184,6 +1306,18 @@ def _audit_value(
     return out
 
 
+def _definition(row: ConfigRegistry) -> dict[str, Any]:
+    """The definition as stored (unmasked), to compare with a proposed one."""
+    return {
+        "description": row.description,
+        "schema": row.value_schema,
+        "default": row.default_value,
+        "scopes": list(row.allowed_scopes),
+        "secret": row.is_secret,
+        "requiresApproval": row.requires_approval,
+    }
+
+
 def registry_json(row: ConfigRegistry) -> dict[str, Any]:
     return {
         "key": row.key,
@@ -1196,10 +1330,17 @@ def registry_json(row: ConfigRegistry) -> dict[str, Any]:
     }
 
 
+def masked_payload(payload: dict[str, Any], *, secret: bool) -> dict[str, Any]:
+    """A change request's payload as shown: the value (or a proposed default) masked."""
+    out = dict(payload)
+    for name in ("value", "default"):
+        if name in out:
+            out[name] = mask(out[name], secret)
+    return out
+
+
 def request_json(request: ConfigChangeRequest, *, secret: bool) -> dict[str, Any]:
-    payload = dict(request.payload)
-    if "value" in payload:
-        payload["value"] = mask(payload["value"], secret)
+    payload = masked_payload(request.payload, secret=secret)
     return {
         "id": request.id,
         "key": request.config_key,
