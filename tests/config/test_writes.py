@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from jarvis.config.models import ConfigChangeLog, ConfigRegistry, ConfigValue
+from jarvis.config.registry import RegistryChanges
 from jarvis.config.scope import GLOBAL, Scope
-from jarvis.config.service import ConfigService, RegistryChanges, SetOutcome
+from jarvis.config.service import ConfigService, SetOutcome
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed

@@ -28,9 +28,10 @@ from jarvis.auth.service import ADMIN_PERSONA_KEY, get_user_by_email, user_actor
 from jarvis.cli.common import configured, console, err_console, run
 from jarvis.config import snapshots as snap
 from jarvis.config.models import ConfigChangeLog, ConfigSnapshot
+from jarvis.config.registry import KeyInfo
 from jarvis.config.schemas import CandidateOut, ChangeRequestOut, ScopeOut, SettingOut
 from jarvis.config.scope import GLOBAL, Scope
-from jarvis.config.service import KeyInfo, SetOutcome
+from jarvis.config.service import SetOutcome
 from jarvis.config.validation import mask
 from jarvis.errors import Forbidden, JarvisError, NotFound
 from jarvis.governance.audit import Actor

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from jarvis.auth.dependencies import Admin, Authenticated
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
+from jarvis.config.registry import KeyInfo, RegistryChanges
 from jarvis.config.schemas import (
     KEY_PATTERN,
     CandidateOut,
@@ -31,7 +32,7 @@ from jarvis.config.schemas import (
     WriteOut,
 )
 from jarvis.config.scope import Scope
-from jarvis.config.service import ConfigService, KeyInfo, RegistryChanges, SetOutcome
+from jarvis.config.service import ConfigService, SetOutcome
 from jarvis.config.validation import mask
 from jarvis.db.session import DbSession
 from jarvis.errors import BadRequest, ValidationFailed

@@ -18,18 +18,17 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from jsonschema.protocols import Validator
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.models import Agent
-from jarvis.config import resolver
+from jarvis.config import approvals, registry, resolver
 from jarvis.config.cache import Entry, ResolutionCache, expiry
 from jarvis.config.models import (
     ConfigChangeLog,
@@ -37,8 +36,14 @@ from jarvis.config.models import (
     ConfigRegistry,
     ConfigValue,
 )
+from jarvis.config.registry import (
+    KeyChangeOutcome,
+    KeyInfo,
+    RegistryChanges,
+    value_scope,
+)
 from jarvis.config.resolver import Candidate, Resolution
-from jarvis.config.scope import GLOBAL, LEVELS, Scope
+from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.validation import compile_schema, mask, schema_errors, validate_value
 from jarvis.db.engine import Database
 from jarvis.db.session import after_commit, unit_of_work
@@ -71,39 +76,6 @@ class StoredValueInvalid(JarvisError):
 
 
 @dataclass(frozen=True)
-class KeyInfo:
-    """A registry entry as the service uses it (with its compiled schema)."""
-
-    key: str
-    description: str
-    schema: dict[str, Any]
-    default: Any
-    scopes: tuple[str, ...]
-    secret: bool
-    requires_approval: bool
-    revision: int
-    updated_at: datetime
-    updated_by: str
-    validator: Validator = field(repr=False, compare=False)
-
-    @classmethod
-    def from_row(cls, row: ConfigRegistry) -> KeyInfo:
-        return cls(
-            key=row.key,
-            description=row.description,
-            schema=row.value_schema,
-            default=row.default_value,
-            scopes=tuple(s for s in (level.value for level in LEVELS) if s in row.allowed_scopes),
-            secret=row.is_secret,
-            requires_approval=row.requires_approval,
-            revision=row.revision,
-            updated_at=row.updated_at,
-            updated_by=row.updated_by,
-            validator=compile_schema(row.value_schema),
-        )
-
-
-@dataclass(frozen=True)
 class Change:
     """One stored change, as announced on the bus."""
 
@@ -127,57 +99,6 @@ class SetOutcome:
 
     value: ConfigValue | None = None
     request: ConfigChangeRequest | None = None
-
-
-@dataclass
-class RegistryChanges:
-    description: str | None = None
-    schema: dict[str, Any] | None = None
-    default: Any = None
-    default_set: bool = False
-    scopes: list[str] | None = None
-    secret: bool | None = None
-    requires_approval: bool | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The change as a change request's payload (only what changes)."""
-        out: dict[str, Any] = {}
-        for name, value in (
-            ("description", self.description),
-            ("schema", self.schema),
-            ("scopes", self.scopes),
-            ("secret", self.secret),
-            ("requiresApproval", self.requires_approval),
-        ):
-            if value is not None:
-                out[name] = value
-        if self.default_set:
-            out["default"] = self.default
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RegistryChanges:
-        return cls(
-            description=data.get("description"),
-            schema=data.get("schema"),
-            default=data.get("default"),
-            default_set="default" in data,
-            scopes=data.get("scopes"),
-            secret=data.get("secret"),
-            requires_approval=data.get("requiresApproval"),
-        )
-
-
-@dataclass(frozen=True)
-class KeyChangeOutcome:
-    """A definition change was applied (``info``) or awaits approval (``request``)."""
-
-    info: KeyInfo | None = None
-    request: ConfigChangeRequest | None = None
-
-
-def value_scope(row: ConfigValue | ConfigChangeLog) -> Scope:
-    return Scope(row.persona, row.agent_id, row.workflow_id)
 
 
 class ConfigService:
@@ -362,18 +283,7 @@ class ConfigService:
     async def list_keys(
         self, session: AsyncSession, *, search: str | None, limit: int, offset: int
     ) -> tuple[list[KeyInfo], int]:
-        query = select(ConfigRegistry)
-        if search:
-            # Literal text: "_" and "%" in a search are characters, not wildcards.
-            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{escaped}%"
-            query = query.where(
-                func.lower(ConfigRegistry.key).like(pattern, escape="\\")
-                | func.lower(ConfigRegistry.description).like(pattern, escape="\\")
-            )
-        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await session.scalars(query.order_by(ConfigRegistry.key).limit(limit).offset(offset))
-        return [KeyInfo.from_row(r) for r in rows], total
+        return await registry.list_keys(session, search=search, limit=limit, offset=offset)
 
     async def register_key(
         self,
@@ -405,7 +315,7 @@ class ConfigService:
             description=description,
             value_schema=schema,
             default_value=default,
-            allowed_scopes=_ordered_scopes(scopes),
+            allowed_scopes=registry.ordered_scopes(scopes),
             is_secret=secret,
             requires_approval=requires_approval,
             revision=1,
@@ -413,7 +323,7 @@ class ConfigService:
         )
         session.add(row)
         await session.flush()
-        after = registry_json(row)
+        after = registry.registry_json(row)
         await record_audit(
             session,
             actor=actor,
@@ -454,9 +364,9 @@ class ConfigService:
             raise PreconditionFailed(
                 f"'{key}' is at revision {row.revision}, not {if_match}; reload and retry"
             )
-        before = registry_json(row)
+        before = registry.registry_json(row)
         proposed = await self._proposed(session, row, changes)
-        if proposed == _definition(row):
+        if proposed == registry.definition(row):
             return KeyInfo.from_row(row)
         row.description = proposed["description"]
         row.value_schema = proposed["schema"]
@@ -468,7 +378,7 @@ class ConfigService:
         row.updated_by = actor.label
         row.updated_at = utcnow()
         await session.flush()
-        after = registry_json(row)
+        after = registry.registry_json(row)
         await record_audit(
             session,
             actor=actor,
@@ -518,7 +428,7 @@ class ConfigService:
         row = await session.get(ConfigRegistry, key)
         assert row is not None  # noqa: S101 - key_info found it under the same lock
         # Checked now, so a request never holds a change that could not apply today.
-        if await self._proposed(session, row, changes) == _definition(row):
+        if await self._proposed(session, row, changes) == registry.definition(row):
             return KeyChangeOutcome(info=info)
         payload = {**changes.as_json(), "revision": info.revision}
         request = await self._request(session, info, "registry", payload, actor, reason)
@@ -535,11 +445,11 @@ class ConfigService:
         validator = compile_schema(schema)
         validate_value(validator, default, key=key, loc=("body", "default"), secret=secret)
         if changes.schema is not None:
-            await self._check_values_against(session, key, validator, secret=secret)
+            await registry.check_values_against(session, key, validator, secret=secret)
         scopes = list(row.allowed_scopes)
         if changes.scopes is not None:
-            scopes = _ordered_scopes(changes.scopes)
-            await self._check_scopes_in_use(session, key, scopes)
+            scopes = registry.ordered_scopes(changes.scopes)
+            await registry.check_scopes_in_use(session, key, scopes)
         return {
             "description": changes.description or row.description,
             "schema": schema,
@@ -552,49 +462,6 @@ class ConfigService:
                 else changes.requires_approval
             ),
         }
-
-    async def _check_values_against(
-        self, session: AsyncSession, key: str, validator: Validator, *, secret: bool
-    ) -> None:
-        now = utcnow()
-        rows = await session.scalars(
-            select(ConfigValue).where(
-                ConfigValue.config_key == key,
-                ConfigValue.is_active.is_(True),
-                (ConfigValue.effective_to.is_(None)) | (ConfigValue.effective_to > now),
-            )
-        )
-        broken = []
-        for row in rows:
-            for error in schema_errors(validator, row.value, loc=["body", "schema"], secret=secret):
-                broken.append(
-                    {
-                        **error,
-                        "msg": f"version {row.version} at {value_scope(row).describe()} "
-                        f"would break the new schema: {error['msg']}",
-                    }
-                )
-        if broken:
-            raise ValidationFailed(
-                f"the new schema of '{key}' rejects {len(broken)} stored value(s); "
-                "change or deactivate them first",
-                errors=broken[:50],
-            )
-
-    async def _check_scopes_in_use(
-        self, session: AsyncSession, key: str, scopes: Sequence[str]
-    ) -> None:
-        rows = await session.scalars(
-            select(ConfigValue).where(
-                ConfigValue.config_key == key, ConfigValue.is_active.is_(True)
-            )
-        )
-        used = sorted({value_scope(r).level.value for r in rows} - set(scopes))
-        if used:
-            raise ValidationFailed.field(
-                ["body", "scopes"],
-                f"active values exist at scope(s) {', '.join(used)}; deactivate them first",
-            )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -1064,67 +931,26 @@ class ConfigService:
         actor: Actor,
         reason: str | None,
     ) -> ConfigChangeRequest:
-        request = ConfigChangeRequest(
-            config_key=info.key,
-            action=action,
-            payload=payload,
-            status="pending",
-            reason=reason,
-            requested_by=actor.label,
-            requested_by_id=actor.user_id,
-            created_at=utcnow(),
+        return await approvals.open_request(
+            session, info.key, action, payload, actor=actor, reason=reason, secret=info.secret
         )
-        session.add(request)
-        await session.flush()
-        await record_audit(
-            session,
-            actor=actor,
-            action="config.request.create",
-            entity_type="config_change_request",
-            entity_id=request.id,
-            after=request_json(request, secret=info.secret),
-        )
-        return request
 
     async def list_requests(
         self, session: AsyncSession, *, status: str | None, limit: int, offset: int
     ) -> tuple[list[ConfigChangeRequest], int]:
-        query = select(ConfigChangeRequest)
-        if status:
-            query = query.where(ConfigChangeRequest.status == status)
-        total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await session.scalars(
-            query.order_by(ConfigChangeRequest.id.desc()).limit(limit).offset(offset)
-        )
-        return list(rows), total
+        return await approvals.list_requests(session, status=status, limit=limit, offset=offset)
 
     async def get_request(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
-        request = await session.get(ConfigChangeRequest, request_id)
-        if request is None:
-            raise NotFound(f"no change request {request_id}")
-        return request
-
-    async def _pending(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
-        await lock_ledger(session)
-        request = await session.scalar(
-            select(ConfigChangeRequest)
-            .where(ConfigChangeRequest.id == request_id)
-            .with_for_update()
-        )
-        if request is None:
-            raise NotFound(f"no change request {request_id}")
-        if request.status != "pending":
-            raise Conflict(f"change request {request_id} is already {request.status}")
-        return request
+        return await approvals.get_request(session, request_id)
 
     async def approve(
         self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
     ) -> ConfigChangeRequest:
         """Apply a pending request; only someone other than its requester may."""
-        request = await self._pending(session, request_id)
+        request = await approvals.lock_pending(session, request_id)
         if actor.user_id is None:
             raise Forbidden("a change request is approved by a person: act as a signed-in admin")
-        if _same_person(request, actor):
+        if approvals.same_person(request, actor):
             raise Forbidden("you cannot approve your own change request; ask another admin")
         info = await self.key_info(request.config_key, session)
         payload = request.payload
@@ -1201,38 +1027,31 @@ class ConfigService:
         reason: str | None,
         applied: ConfigValue | None = None,
     ) -> ConfigChangeRequest:
-        request.status = "approved"
-        request.decided_by = actor.label
-        request.decided_by_id = actor.user_id
-        request.decided_at = utcnow()
-        request.decision_reason = reason
-        request.applied_value_id = applied.id if applied is not None else None
-        await session.flush()
-        await record_audit(
+        return await approvals.close_request(
             session,
+            request,
+            "approved",
             actor=actor,
-            action="config.request.approve",
-            entity_type="config_change_request",
-            entity_id=request.id,
-            after=request_json(request, secret=info.secret),
+            reason=reason,
+            secret=info.secret,
+            applied_value_id=applied.id if applied is not None else None,
         )
-        return request
 
     async def reject(
         self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
     ) -> ConfigChangeRequest:
-        request = await self._pending(session, request_id)
+        request = await approvals.lock_pending(session, request_id)
         if actor.user_id is None:
             raise Forbidden("a change request is rejected by a person: act as a signed-in admin")
-        if _same_person(request, actor):
+        if approvals.same_person(request, actor):
             raise Forbidden("you cannot reject your own change request; withdraw it instead")
         return await self._close(session, request, "rejected", actor=actor, reason=reason)
 
     async def withdraw(
         self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
     ) -> ConfigChangeRequest:
-        request = await self._pending(session, request_id)
-        if not _same_person(request, actor):
+        request = await approvals.lock_pending(session, request_id)
+        if not approvals.same_person(request, actor):
             raise Forbidden("only the requester can withdraw a change request")
         return await self._close(session, request, "withdrawn", actor=actor, reason=reason)
 
@@ -1245,47 +1064,17 @@ class ConfigService:
         actor: Actor,
         reason: str | None,
     ) -> ConfigChangeRequest:
-        request.status = status
-        request.decided_by = actor.label
-        request.decided_by_id = actor.user_id
-        request.decided_at = utcnow()
-        request.decision_reason = reason
-        await session.flush()
         info = await self.key_info(request.config_key, session)
-        await record_audit(
-            session,
-            actor=actor,
-            action=f"config.request.{'reject' if status == 'rejected' else 'withdraw'}",
-            entity_type="config_change_request",
-            entity_id=request.id,
-            after=request_json(request, secret=info.secret),
+        return await approvals.close_request(
+            session, request, status, actor=actor, reason=reason, secret=info.secret
         )
-        return request
 
 
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _ordered_scopes(scopes: Sequence[str]) -> list[str]:
-    wanted = set(scopes)
-    unknown = wanted - {level.value for level in LEVELS}
-    if unknown or not wanted:
-        raise ValidationFailed.field(
-            ["body", "scopes"],
-            "must name at least one of global, persona, agent, workflow"
-            + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""),
-        )
-    return [level.value for level in LEVELS if level.value in wanted]
-
-
 def _is(column: Any, wanted: Any) -> Any:
     return column.is_(None) if wanted is None else column == wanted
-
-
-def _same_person(request: ConfigChangeRequest, actor: Actor) -> bool:
-    if request.requested_by_id is not None or actor.user_id is not None:
-        return request.requested_by_id == actor.user_id
-    return request.requested_by == actor.label
 
 
 def _audit_value(
@@ -1304,52 +1093,3 @@ def _audit_value(
     if reason:
         out["reason"] = reason
     return out
-
-
-def _definition(row: ConfigRegistry) -> dict[str, Any]:
-    """The definition as stored (unmasked), to compare with a proposed one."""
-    return {
-        "description": row.description,
-        "schema": row.value_schema,
-        "default": row.default_value,
-        "scopes": list(row.allowed_scopes),
-        "secret": row.is_secret,
-        "requiresApproval": row.requires_approval,
-    }
-
-
-def registry_json(row: ConfigRegistry) -> dict[str, Any]:
-    return {
-        "key": row.key,
-        "description": row.description,
-        "schema": row.value_schema,
-        "default": mask(row.default_value, row.is_secret),
-        "scopes": list(row.allowed_scopes),
-        "secret": row.is_secret,
-        "requiresApproval": row.requires_approval,
-    }
-
-
-def masked_payload(payload: dict[str, Any], *, secret: bool) -> dict[str, Any]:
-    """A change request's payload as shown: the value (or a proposed default) masked."""
-    out = dict(payload)
-    for name in ("value", "default"):
-        if name in out:
-            out[name] = mask(out[name], secret)
-    return out
-
-
-def request_json(request: ConfigChangeRequest, *, secret: bool) -> dict[str, Any]:
-    payload = masked_payload(request.payload, secret=secret)
-    return {
-        "id": request.id,
-        "key": request.config_key,
-        "action": request.action,
-        "payload": payload,
-        "status": request.status,
-        "reason": request.reason,
-        "requestedBy": request.requested_by,
-        "decidedBy": request.decided_by,
-        "decisionReason": request.decision_reason,
-        "appliedValueId": request.applied_value_id,
-    }

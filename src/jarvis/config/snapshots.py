@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.config.models import ConfigRegistry, ConfigSnapshot, ConfigValue
+from jarvis.config.registry import KeyInfo
 from jarvis.config.resolver import live_at
 from jarvis.config.schemas import ConfigKey, ScopeIn
 from jarvis.config.scope import Scope
-from jarvis.config.service import ConfigService, KeyInfo
+from jarvis.config.service import ConfigService
 from jarvis.config.validation import MASK, mask, schema_errors
 from jarvis.errors import (
     BadRequest,
