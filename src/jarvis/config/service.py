@@ -323,18 +323,7 @@ class ConfigService:
         )
         session.add(row)
         await session.flush()
-        after = registry.registry_json(row)
-        await record_audit(
-            session,
-            actor=actor,
-            action="config.registry.create",
-            entity_type="config_key",
-            entity_id=key,
-            after=after,
-        )
-        self._log(session, key, "registry.create", actor, old=None, new=after)
-        await session.flush()
-        self._announce(session, Change(key, None, None, "registry.create"))
+        await self._definition_changed(session, row, "registry.create", actor, before=None)
         return KeyInfo.from_row(row)
 
     async def update_key(
@@ -378,28 +367,48 @@ class ConfigService:
         row.updated_by = actor.label
         row.updated_at = utcnow()
         await session.flush()
+        await self._definition_changed(
+            session,
+            row,
+            "registry.update",
+            actor,
+            before=before,
+            change_request_id=change_request_id,
+        )
+        return KeyInfo.from_row(row)
+
+    async def _definition_changed(
+        self,
+        session: AsyncSession,
+        row: ConfigRegistry,
+        action: str,
+        actor: Actor,
+        *,
+        before: dict[str, Any] | None,
+        change_request_id: int | None = None,
+    ) -> None:
+        """Audit, log and announce a stored change of a key's definition."""
         after = registry.registry_json(row)
         await record_audit(
             session,
             actor=actor,
-            action="config.registry.update",
+            action=f"config.{action}",
             entity_type="config_key",
-            entity_id=key,
+            entity_id=row.key,
             before=before,
             after=after,
         )
         self._log(
             session,
-            key,
-            "registry.update",
+            row.key,
+            action,
             actor,
             old=before,
             new=after,
             change_request_id=change_request_id,
         )
         await session.flush()
-        self._announce(session, Change(key, None, None, "registry.update"))
-        return KeyInfo.from_row(row)
+        self._announce(session, Change(row.key, None, None, action))
 
     async def change_key(
         self,
