@@ -15,6 +15,7 @@ from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.routes import router as config_router
 from jarvis.config.rule_routes import router as rules_router
 from jarvis.config.service import ConfigService
+from jarvis.config.snapshot_routes import router as snapshots_router
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
@@ -91,6 +92,7 @@ def create_app(
         agents_router,
         personas_router,
         config_router,
+        snapshots_router,
         rules_router,
     ):
         app.include_router(router)
