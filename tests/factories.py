@@ -23,6 +23,7 @@ from jarvis.governance.audit import Actor
 from jarvis.main import create_app
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from jarvis.realtime.bus import EventBus
 from jarvis.settings import Settings
 
 TEST_ACTOR = Actor.system("tests")
@@ -101,13 +102,17 @@ def bearer(token: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def app_client(
-    settings: Settings, db: Database, *routers: APIRouter
+    settings: Settings, db: Database, *routers: APIRouter, bus: EventBus | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for a fresh app on ``db``, with extra test-only ``routers`` mounted."""
-    app = create_app(settings, database=db)
+    """A client for a fresh app on ``db`` (and ``bus``), with test-only ``routers`` mounted."""
+    app = create_app(settings, database=db, bus=bus)
     for router in routers:
         app.include_router(router)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                yield c
+    finally:
+        if bus is not None:
+            await bus.close()

@@ -1,6 +1,12 @@
-"""``GET /api/health``: is the database reachable and its schema at head."""
+"""``GET /api/health``: is the database reachable and its schema at head; is the event bus.
+
+A Redis bus that is down is reported but does not make the instance unhealthy: it still
+serves correct configuration (the change-log poll takes over) and should stay in rotation.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -28,5 +34,15 @@ async def health(request: Request) -> JSONResponse:
     if not state.at_head:
         body |= {"status": "unavailable", "detail": state.problem()}
         return JSONResponse(body, status_code=503)
+    body["bus"] = await _bus_state(request)
     body["status"] = "ok"
     return JSONResponse(body)
+
+
+async def _bus_state(request: Request) -> dict[str, str]:
+    bus = request.app.state.bus
+    try:
+        reachable = await asyncio.wait_for(bus.ping(), timeout=2.0)
+    except Exception:  # reported, never raised
+        reachable = False
+    return {"kind": bus.kind, "status": "ok" if reachable else "unreachable"}

@@ -42,11 +42,16 @@ QUEUE_SIZE = 10_000
 
 
 class EventBus(Protocol):
+    kind: str  # "memory" or "redis"
+
     async def publish(self, channel: str, message: Message) -> None:
         """Send ``message`` (JSON-serialisable) to every subscriber of ``channel``."""
 
     def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Receive the channel's messages while the context is open."""
+
+    async def ping(self) -> bool:
+        """True when the bus can carry messages now."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -81,6 +86,8 @@ class Subscription:
 class MemoryBus:
     """Subscribers in this process only."""
 
+    kind = "memory"
+
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = {}
 
@@ -103,6 +110,9 @@ class MemoryBus:
                 if not subscribers:
                     del self._subscribers[channel]
 
+    async def ping(self) -> bool:
+        return True
+
     async def close(self) -> None:
         self._subscribers.clear()
 
@@ -121,6 +131,8 @@ class CapturingBus(MemoryBus):
 
 class RedisBus:
     """Redis pub/sub: every instance connected to the same Redis sees every message."""
+
+    kind = "redis"
 
     def __init__(self, url: str, *, reconnect_delay: float = 0.5) -> None:
         import redis.asyncio as aioredis
