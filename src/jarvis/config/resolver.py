@@ -49,31 +49,8 @@ class Resolution:
 
 
 def applicable(scope: Scope) -> ColumnElement[bool]:
-    """Values whose every set scope member equals the request's."""
-
-    def member(column: Any, wanted: Any) -> ColumnElement[bool]:
-        if wanted is None:
-            return column.is_(None)  # type: ignore[no-any-return]
-        return or_(column.is_(None), column == wanted)
-
-    return and_(
-        member(ConfigValue.persona, scope.persona),
-        member(ConfigValue.agent_id, scope.agent_id),
-        member(ConfigValue.workflow_id, scope.workflow_id),
-    )
-
-
-def live_at(at: datetime) -> ColumnElement[bool]:
-    """Active (or deactivated only after ``at``) and inside its window at ``at``."""
-    return and_(
-        or_(ConfigValue.is_active.is_(True), ConfigValue.deactivated_at > at),
-        ConfigValue.effective_from <= at,
-        or_(ConfigValue.effective_to.is_(None), ConfigValue.effective_to > at),
-    )
-
-
-def _bound(scope: Scope) -> ColumnElement[bool]:
-    """``applicable`` with bound parameters in place of the scope's values."""
+    """Values whose every set scope member equals the read's, with the read's members as
+    bound parameters (``scope_params``), so one statement serves every scope of a shape."""
 
     def member(column: Any, present: bool, name: str) -> ColumnElement[bool]:
         if not present:
@@ -87,6 +64,27 @@ def _bound(scope: Scope) -> ColumnElement[bool]:
     )
 
 
+def scope_params(scope: Scope) -> dict[str, Any]:
+    """The bound parameters ``applicable(scope)`` needs."""
+    params: dict[str, Any] = {}
+    if scope.persona is not None:
+        params["persona"] = scope.persona
+    if scope.agent_id is not None:
+        params["agent_id"] = scope.agent_id
+    if scope.workflow_id is not None:
+        params["workflow_id"] = scope.workflow_id
+    return params
+
+
+def live_at(at: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Active (or deactivated only after ``at``) and inside its window at ``at``."""
+    return and_(
+        or_(ConfigValue.is_active.is_(True), ConfigValue.deactivated_at > at),
+        ConfigValue.effective_from <= at,
+        or_(ConfigValue.effective_to.is_(None), ConfigValue.effective_to > at),
+    )
+
+
 @lru_cache(maxsize=8)
 def _shaped_statement(has_persona: bool, has_agent: bool, has_workflow: bool) -> Select[Any]:
     """The resolution statement for one shape of scope (which members are set), built once:
@@ -95,7 +93,7 @@ def _shaped_statement(has_persona: bool, has_agent: bool, has_workflow: bool) ->
         "p" if has_persona else None, 1 if has_agent else None, 1 if has_workflow else None
     )
     at: BindParameter[datetime] = bindparam("at")
-    match = _bound(scope)
+    match = applicable(scope)
     winner = (
         select(
             ConfigValue.id,
@@ -110,9 +108,7 @@ def _shaped_statement(has_persona: bool, has_agent: bool, has_workflow: bool) ->
         .where(
             ConfigValue.config_key == bindparam("key"),
             match,
-            or_(ConfigValue.is_active.is_(True), ConfigValue.deactivated_at > at),
-            ConfigValue.effective_from <= at,
-            or_(ConfigValue.effective_to.is_(None), ConfigValue.effective_to > at),
+            live_at(at),
         )
         .order_by(ConfigValue.scope_rank.desc(), ConfigValue.version.desc())
         .limit(1)
@@ -136,14 +132,7 @@ def resolve_statement(key: str, scope: Scope, at: datetime) -> tuple[Select[Any]
     statement = _shaped_statement(
         scope.persona is not None, scope.agent_id is not None, scope.workflow_id is not None
     )
-    params: dict[str, Any] = {"key": key, "at": at}
-    if scope.persona is not None:
-        params["persona"] = scope.persona
-    if scope.agent_id is not None:
-        params["agent_id"] = scope.agent_id
-    if scope.workflow_id is not None:
-        params["workflow_id"] = scope.workflow_id
-    return statement, params
+    return statement, {"key": key, "at": at, **scope_params(scope)}
 
 
 def _earliest(*instants: datetime | None) -> datetime | None:
@@ -210,7 +199,8 @@ async def explain(session: AsyncSession, key: str, scope: Scope, at: datetime) -
         await session.scalars(
             select(ConfigValue)
             .where(ConfigValue.config_key == key, applicable(scope))
-            .order_by(ConfigValue.scope_rank.desc(), ConfigValue.version.desc())
+            .order_by(ConfigValue.scope_rank.desc(), ConfigValue.version.desc()),
+            scope_params(scope),
         )
     ).all()
     out: list[Candidate] = []

@@ -43,7 +43,6 @@ KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=100, description="
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]
-IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]
 

@@ -963,7 +963,7 @@ class ConfigService:
             raise Forbidden("you cannot approve your own change request; ask another admin")
         info = await self.key_info(request.config_key, session)
         payload = request.payload
-        applied: ConfigValue | None = None
+        applied: ConfigValue
         if request.action == "registry":
             await self.update_key(
                 session,
@@ -973,7 +973,9 @@ class ConfigService:
                 if_match=int(payload["revision"]),
                 change_request_id=request.id,
             )
-            return await self._decided(session, request, info, actor=actor, reason=reason)
+            return await approvals.close_request(
+                session, request, "approved", actor=actor, reason=reason, secret=info.secret
+            )
         scope = Scope.from_json(payload.get("scope"))
         await self.check_scope(session, info, scope, loc=("payload", "scope"))
         if request.action == "deactivate":
@@ -1022,20 +1024,6 @@ class ConfigService:
                 action=request.action,
                 change_request_id=request.id,
             )
-        return await self._decided(
-            session, request, info, actor=actor, reason=reason, applied=applied
-        )
-
-    async def _decided(
-        self,
-        session: AsyncSession,
-        request: ConfigChangeRequest,
-        info: KeyInfo,
-        *,
-        actor: Actor,
-        reason: str | None,
-        applied: ConfigValue | None = None,
-    ) -> ConfigChangeRequest:
         return await approvals.close_request(
             session,
             request,
@@ -1043,7 +1031,7 @@ class ConfigService:
             actor=actor,
             reason=reason,
             secret=info.secret,
-            applied_value_id=applied.id if applied is not None else None,
+            applied_value_id=applied.id,
         )
 
     async def reject(
