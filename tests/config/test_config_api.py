@@ -16,10 +16,10 @@ import pytest
 
 from jarvis.config.scope import Scope
 from jarvis.db.engine import Database
-from tests.factories import DEFAULT_PASSWORD, bearer, create_agent, create_user, token_for
+from tests.config.api import API, set_setting
+from tests.factories import DEFAULT_PASSWORD, create_agent, create_user
 from tests.problems import assert_problem
 
-API = "/api/config"
 MASK = "********"
 SECRET = "s3cr3t-value-do-not-leak"
 BUILTIN = {
@@ -54,38 +54,6 @@ UNDERWRITER_SCHEME = {  # tests.factories.UNDERWRITER
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def other_admin(db: Database) -> dict[str, str]:
-    """Bearer headers of a second admin (four eyes)."""
-    user = await create_user(db, persona="admin")
-    return bearer(await token_for(db, user))
-
-
-@pytest.fixture
-async def underwriter_headers(db: Database) -> dict[str, str]:
-    user = await create_user(db, persona="underwriter")
-    return bearer(await token_for(db, user))
-
-
-async def set_setting(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    key: str,
-    value: Any,
-    *,
-    scope: dict[str, Any] | None = None,
-    expect: int = 201,
-    **extra: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"key": key, "value": value, **extra}
-    if scope is not None:
-        body["scope"] = scope
-    response = await client.post(f"{API}/setting", json=body, headers=headers)
-    assert response.status_code == expect, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 async def read_setting(

@@ -15,46 +15,15 @@ from jarvis.config.models import ConfigSnapshot
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow
-from tests.factories import bearer, create_user, token_for
+from tests.config.api import API, set_setting
 from tests.problems import assert_problem
 
-API = "/api/config"
 MASK = "********"
 SECRET = "s3cr3t-value-do-not-leak"
 PERSONA_COLOURS = 2  # persona.colors of admin and underwriter, stored by tests.factories
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def other_admin(db: Database) -> dict[str, str]:
-    user = await create_user(db, persona="admin")
-    return bearer(await token_for(db, user))
-
-
-@pytest.fixture
-async def underwriter_headers(db: Database) -> dict[str, str]:
-    user = await create_user(db, persona="underwriter")
-    return bearer(await token_for(db, user))
-
-
-async def set_setting(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    key: str,
-    value: Any,
-    *,
-    scope: dict[str, Any] | None = None,
-    expect: int = 201,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"key": key, "value": value}
-    if scope is not None:
-        body["scope"] = scope
-    response = await client.post(f"{API}/setting", json=body, headers=headers)
-    assert response.status_code == expect, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 async def deactivate(
