@@ -4,8 +4,9 @@ definition change must pass, and listing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from jsonschema.protocols import Validator
@@ -21,7 +22,8 @@ from jarvis.kit.clock import utcnow
 
 @dataclass(frozen=True)
 class KeyInfo:
-    """A registry entry as the service uses it (with its compiled schema)."""
+    """A registry entry as the service uses it; the schema is compiled when first used
+    (listing keys needs no validator)."""
 
     key: str
     description: str
@@ -33,7 +35,10 @@ class KeyInfo:
     revision: int
     updated_at: datetime
     updated_by: str
-    validator: Validator = field(repr=False, compare=False)
+
+    @cached_property
+    def validator(self) -> Validator:
+        return compile_schema(self.schema)
 
     @classmethod
     def from_row(cls, row: ConfigRegistry) -> KeyInfo:
@@ -48,7 +53,6 @@ class KeyInfo:
             revision=row.revision,
             updated_at=row.updated_at,
             updated_by=row.updated_by,
-            validator=compile_schema(row.value_schema),
         )
 
 
