@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from jarvis import __version__
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
+from jarvis.analytics.routes import router as activities_router
 from jarvis.auth.routes import router as auth_router
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.routes import router as config_router
@@ -23,7 +24,11 @@ from jarvis.errors import install_error_handlers
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
 from jarvis.kit.logging import configure_logging
+from jarvis.llm.providers import Providers
 from jarvis.openapi import problem_openapi
+from jarvis.orchestration.dispatcher import InProcessDispatcher
+from jarvis.orchestration.engine import Engine
+from jarvis.orchestration.routes import router as executions_router
 from jarvis.personas.routes import router as personas_router
 from jarvis.realtime.bus import EventBus, create_bus
 from jarvis.settings import Settings, get_settings
@@ -53,6 +58,8 @@ def create_app(
         cache_size=settings.config_cache_size,
         poll_seconds=settings.config_poll_seconds,
     )
+    engine = Engine(db, config, event_bus, providers=Providers.from_settings(settings))
+    dispatcher = InProcessDispatcher(engine, db, config)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -64,8 +71,11 @@ def create_app(
                 async with unit_of_work(db) as session:
                     await ensure_builtin_registry(session)
             await config.start()
+            if check_schema:
+                await dispatcher.start()
             yield
         finally:
+            await dispatcher.close()
             await config.close()
             if owns_bus:
                 await event_bus.close()
@@ -83,6 +93,8 @@ def create_app(
     app.state.db = db
     app.state.bus = event_bus
     app.state.config = config
+    app.state.engine = engine
+    app.state.dispatcher = dispatcher
     app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
@@ -94,6 +106,8 @@ def create_app(
         config_router,
         snapshots_router,
         rules_router,
+        executions_router,
+        activities_router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

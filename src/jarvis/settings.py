@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     config_cache_size: int = Field(default=1000, ge=0, le=10_000_000)
     config_poll_seconds: float = Field(default=2.0, ge=0, le=3600)
     agent_list_cache_seconds: float = Field(default=2.0, ge=0, le=3600)
+    # The key the 'openai' LLM provider sends (JARVIS_OPENAI_API_KEY). Only from the
+    # environment, never from business configuration; unset suits endpoints that need none
+    # (Ollama, vLLM).
+    openai_api_key: SecretStr | None = None
 
     @field_validator("redis_url")
     @classmethod

@@ -40,6 +40,11 @@ TABLES = {
     "config_change_requests",
     "business_rules",
     "templates",
+    "agent_executions",
+    "agent_execution_steps",
+    "agent_execution_events",
+    "commands",
+    "activities",
 }
 AGENT_INDEXES = {"idx_agents_layer", "idx_agents_persona", "idx_agents_business_function"}
 JSON_COLUMNS = {

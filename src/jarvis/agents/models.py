@@ -15,7 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,7 +48,15 @@ class Agent(Timestamps, Base):
     )
     specialization: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
+    # Which code the agent runs (an agent kind) and that kind's settings.
+    kind: Mapped[str] = mapped_column(String(64), default="echo", server_default="echo")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Disabled agents stay in the registry but take part in no execution.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Shared agents serve every persona's executions, not only their own persona's.
+    serves_all_personas: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     # Performance tracking (maintained by the engine once executions run).
     cpu_usage: Mapped[int] = mapped_column(Integer, default=0)

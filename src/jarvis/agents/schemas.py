@@ -16,6 +16,7 @@ GovernanceStatus = Literal["pending", "under_review", "approved", "rejected", "b
 RiskLevel = Literal["low", "medium", "high", "critical"]
 SlaStatus = Literal["green", "amber", "red"]
 BUSINESS_FUNCTION_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
+KIND_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 
 class AgentCreate(ApiInput):
@@ -24,7 +25,10 @@ class AgentCreate(ApiInput):
     persona: PersonaKey = "admin"
     specialization: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
+    kind: str = Field(default="echo", pattern=KIND_PATTERN)
     config: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+    serves_all_personas: bool = False
     maturity_level: int = Field(default=1, ge=1, le=5)
     governance_status: GovernanceStatus = "pending"
     risk_level: RiskLevel = "medium"
@@ -40,7 +44,10 @@ NOT_NULLABLE = (
     "name",
     "layer",
     "persona",
+    "kind",
     "config",
+    "enabled",
+    "serves_all_personas",
     "maturity_level",
     "governance_status",
     "risk_level",
@@ -71,7 +78,10 @@ class AgentUpdate(ApiInput):
     persona: PersonaKey | None = None
     specialization: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
+    kind: str | None = Field(default=None, pattern=KIND_PATTERN)
     config: dict[str, Any] | None = None
+    enabled: bool | None = None
+    serves_all_personas: bool | None = None
     maturity_level: int | None = Field(default=None, ge=1, le=5)
     governance_status: GovernanceStatus | None = None
     risk_level: RiskLevel | None = None
@@ -112,7 +122,10 @@ class AgentOut(ApiModel):
     persona: str
     specialization: str | None
     description: str | None
+    kind: str
     config: dict[str, Any]
+    enabled: bool
+    serves_all_personas: bool
     cpu_usage: int
     success_rate: float
     avg_response_time: int

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.agents.kinds.registry import validate_agent_config
 from jarvis.agents.layers import LAYER_ORDER, Layer
 from jarvis.agents.listing import AgentPageCache, mark_registry_changed, registry_generation
 from jarvis.agents.models import Agent, AgentVersion
@@ -179,6 +190,7 @@ async def create_agent(
 ) -> Agent:
     """Create an agent; 409 if the name is taken, 422 if the persona is unknown."""
     await require_persona(session, data.persona, loc=("body", "persona"))
+    validate_agent_config(data.kind, data.config)
     await _ensure_name_free(session, data.name, except_id=None)
     values = data.model_dump(by_alias=False)
     values["layer"] = data.layer.value
@@ -228,6 +240,9 @@ async def _apply(
 ) -> Agent:
     if "persona" in changes:
         await require_persona(session, changes["persona"], loc=("body", "persona"))
+    if "kind" in changes or "config" in changes:
+        # A new kind must accept the config the agent keeps, and a new config its kind.
+        validate_agent_config(changes.get("kind", agent.kind), changes.get("config", agent.config))
     if "name" in changes:
         await _ensure_name_free(session, changes["name"], except_id=agent.id)
     before = agent_state(agent)
@@ -333,3 +348,58 @@ async def count_by_layer(session: AsyncSession) -> dict[Layer, int]:
     for layer, count in rows.all():
         counts[Layer(layer)] = count
     return counts
+
+
+async def agents_serving(session: AsyncSession, persona: str) -> list[dict[str, Any]]:
+    """The enabled agents that serve ``persona`` (their own or every persona), as plain rows
+    in execution order: layer, then name, then id."""
+    result = await session.execute(
+        select(
+            Agent.id,
+            Agent.name,
+            Agent.layer,
+            Agent.persona,
+            Agent.kind,
+            Agent.config,
+            Agent.governance_status,
+        )
+        .where(
+            Agent.enabled.is_(True),
+            or_(Agent.persona == persona, Agent.serves_all_personas.is_(True)),
+        )
+        .order_by(*_ORDER)
+    )
+    return [dict(row) for row in result.mappings()]
+
+
+@dataclass(frozen=True)
+class MetricsUpdate:
+    """Performance figures the engine computed for one agent from its recent steps."""
+
+    agent_id: int
+    success_rate: float
+    avg_response_time: int
+    sla_performance: float
+    sla_status: str
+
+
+async def record_metrics(session: AsyncSession, updates: Sequence[MetricsUpdate]) -> None:
+    """Store engine-computed metrics (not a version: metrics are not configuration)."""
+    if not updates:
+        return
+    table = cast(Table, Agent.__table__)
+    # Keys named like columns become the SET clause of each executemany row.
+    await session.execute(
+        update(table).where(table.c.id == bindparam("b_agent_id")),
+        [
+            {
+                "b_agent_id": u.agent_id,
+                "success_rate": u.success_rate,
+                "avg_response_time": u.avg_response_time,
+                "sla_performance": u.sla_performance,
+                "sla_status": u.sla_status,
+            }
+            for u in updates
+        ],
+    )
+    after_commit(session, mark_registry_changed)

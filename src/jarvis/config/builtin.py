@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.agents.layers import LAYER_ORDER
 from jarvis.config.models import ConfigRegistry
 from jarvis.kit.clock import utcnow
 from jarvis.personas.schemas import CSS_COLOUR_PATTERN
@@ -83,6 +84,40 @@ BUILTIN_KEYS: tuple[KeyDefinition, ...] = (
         scopes=["global", "persona"],
     ),
     KeyDefinition(
+        "execution.max_parallel_agents",
+        "How many agents of one layer run at the same time within one execution.",
+        {"type": "integer", "minimum": 1, "maximum": 256},
+        8,
+        scopes=["global", "persona", "workflow"],
+    ),
+    KeyDefinition(
+        "execution.failure_policy",
+        "Per layer, what a failed agent step does to the execution: 'fail_fast' (the "
+        "default: the layer's other agents are cancelled and the execution fails) or "
+        "'continue' (the layer completes; later layers see the failure in the context).",
+        {
+            "type": "object",
+            "propertyNames": {"enum": [layer.value for layer in LAYER_ORDER]},
+            "additionalProperties": {"enum": ["fail_fast", "continue"]},
+        },
+        {},
+        scopes=["global", "persona", "workflow"],
+    ),
+    KeyDefinition(
+        "http.allowed_hosts",
+        "Hosts that http agents may call: exact names ('api.example.com'), or '*.' and a "
+        "domain for its subdomains. Anything else is refused, so no agent can be pointed "
+        "at internal addresses.",
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "maxItems": 500,
+            "uniqueItems": True,
+        },
+        [],
+        scopes=["global"],
+    ),
+    KeyDefinition(
         "ratelimit.login_attempts_per_minute",
         "Sign-in attempts allowed per account and per IP address per minute.",
         {"type": "integer", "minimum": 1, "maximum": 10000},
@@ -124,6 +159,21 @@ BUILTIN_KEYS: tuple[KeyDefinition, ...] = (
         "The model name sent to the LLM provider.",
         {"type": "string", "minLength": 1, "maxLength": 200},
         "gpt-4o-mini",
+    ),
+    KeyDefinition(
+        "llm.base_url",
+        "The OpenAI-compatible endpoint the 'openai' provider calls (OpenAI, Azure OpenAI, "
+        "Ollama, vLLM). The API key comes from JARVIS_OPENAI_API_KEY, never from here.",
+        {"type": "string", "pattern": "^https?://[^\\s]+$", "maxLength": 2000},
+        "https://api.openai.com/v1",
+        scopes=["global", "persona", "agent"],
+    ),
+    KeyDefinition(
+        "llm.timeout_seconds",
+        "How long one call to the LLM provider may take.",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        30,
+        scopes=["global", "persona", "agent"],
     ),
     KeyDefinition(
         "sla.success_rate_min",

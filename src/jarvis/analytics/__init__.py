@@ -1,0 +1,1 @@
+"""Activity feed and, later, user journeys and usage analytics."""

@@ -1,0 +1,1 @@
+"""LLM providers behind one task-level protocol: ``classify``, ``extract``, ``generate``."""

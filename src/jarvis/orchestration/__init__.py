@@ -1,0 +1,1 @@
+"""The orchestration engine: commands through the six layers, recorded step by step."""

@@ -1,0 +1,403 @@
+"""The engine: claims a queued execution, runs it through the layers, records the end.
+
+``Engine.run`` is what the dispatcher (in-process today; workers later) calls with an
+execution id. It claims the execution atomically (only a ``queued`` one can be claimed,
+so two engines never run the same execution), resumes from the stored state, and always
+ends the execution in a final state or hands it back as ``queued`` when the process is
+shutting down: nothing is left ``running`` by a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.kinds.base import KindServices
+from jarvis.agents.service import agents_serving
+from jarvis.analytics.service import record_activity
+from jarvis.config.scope import Scope
+from jarvis.config.service import ConfigService
+from jarvis.db.engine import Database
+from jarvis.db.session import after_commit, unit_of_work
+from jarvis.kit.clock import as_utc, utcnow
+from jarvis.llm.base import LLMProvider
+from jarvis.llm.providers import Providers
+from jarvis.orchestration.events import CONTROL_CHANNEL, event
+from jarvis.orchestration.metrics import update_metrics
+from jarvis.orchestration.models import AgentExecution, ExecutionStep
+from jarvis.orchestration.recorder import Recorder, last_seq, publish_events, store_events
+from jarvis.orchestration.run import ExecutionRun, ExecutionState
+from jarvis.orchestration.selection import candidates_by_layer
+from jarvis.realtime.bus import GAP, EventBus
+
+log = structlog.get_logger(__name__)
+
+FINAL_ACTIVITY = {
+    "completed": "execution.completed",
+    "failed": "execution.failed",
+    "cancelled": "execution.cancelled",
+}
+
+
+@dataclass
+class _Claimed:
+    state: ExecutionState
+    rows: list[dict[str, Any]]
+    seq: int
+    created_by_id: int | None
+    cancel_requested: bool
+
+
+class Engine:
+    """Runs executions in this process; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: ConfigService,
+        bus: EventBus,
+        *,
+        providers: Providers | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.bus = bus
+        self.providers = providers or Providers(api_key=None)
+        self._http: httpx.AsyncClient | None = None
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._runs: dict[str, ExecutionRun] = {}
+        self._cancel_requested: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client agents share and listen for cancellations from anywhere."""
+        if self._listener is not None:
+            return
+        ready = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(ready))
+        await ready.wait()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        await self.providers.close()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        # Redirects are not followed: an allowed host must not forward an agent elsewhere.
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        return self._http
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                async with self.bus.subscribe(CONTROL_CHANNEL) as subscription:
+                    ready.set()
+                    async for message in subscription:
+                        if message is GAP or not isinstance(message, dict):
+                            continue
+                        if message.get("type") == "cancel":
+                            self.cancel(str(message.get("executionId")))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database check at each layer is the backstop
+                log.warning("execution_control_listener_failed", error=str(exc))
+                ready.set()
+                await asyncio.sleep(1)
+
+    # --- control ---------------------------------------------------------------------------
+
+    def is_running(self, execution_id: str) -> bool:
+        return execution_id in self._running
+
+    def cancel(self, execution_id: str) -> bool:
+        """Cancel the execution if this engine runs it; True when it did."""
+        task = self._running.get(execution_id)
+        if task is None or task.done():
+            return False
+        self._cancel_requested.add(execution_id)
+        run = self._runs.get(execution_id)
+        if run is not None:
+            run.cancel_requested = True
+        task.cancel()
+        return True
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def run(self, execution_id: str) -> str:
+        """Run (or resume) a queued execution; return the status it is left in."""
+        claimed = await self._claim(execution_id)
+        if claimed is None:
+            return await self._status(execution_id)
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - run() is always awaited inside a task
+        self._running[execution_id] = task
+        recorder = Recorder(self.db, self.bus, execution_id, claimed.seq)
+        run = ExecutionRun(
+            claimed.state,
+            recorder=recorder,
+            config=self.config,
+            services=self._services(),
+            layers=candidates_by_layer(claimed.rows),
+            on_cancel_requested=lambda: self.cancel(execution_id),
+        )
+        self._runs[execution_id] = run
+        try:
+            try:
+                if claimed.cancel_requested:  # asked to stop before it began
+                    run.cancel_requested = True
+                    raise asyncio.CancelledError
+                outcome, error = await run.execute()
+            except asyncio.CancelledError:
+                if execution_id in self._cancel_requested or run.cancel_requested:
+                    await self._finish(run, claimed, "cancelled", "cancelled by request")
+                    return "cancelled"
+                await self._hand_back(recorder, execution_id)
+                raise
+            except Exception as exc:
+                log.exception("execution_crashed", execution_id=execution_id)
+                await self._finish(run, claimed, "failed", f"internal error: {exc}")
+                return "failed"
+            if outcome == "paused":
+                await recorder.write(self._paused_activity(run, claimed))
+                return "awaiting_approval"
+            if outcome == "failed":
+                await self._finish(run, claimed, "failed", error)
+                return "failed"
+            await self._finish(run, claimed, "completed", None)
+            return "completed"
+        finally:
+            self._running.pop(execution_id, None)
+            self._runs.pop(execution_id, None)
+            self._cancel_requested.discard(execution_id)
+
+    def _services(self) -> KindServices:
+        return KindServices(db=self.db, config=self.config, llm=self._provider, http=self.http)
+
+    async def _provider(self, scope: Scope) -> tuple[LLMProvider, str]:
+        return await self.providers.for_scope(self.config, scope)
+
+    async def _status(self, execution_id: str) -> str:
+        async with unit_of_work(self.db, write=False) as session:
+            status = await session.scalar(
+                select(AgentExecution.status).where(AgentExecution.execution_id == execution_id)
+            )
+        return status or "missing"
+
+    async def _claim(self, execution_id: str) -> _Claimed | None:
+        """Take a queued execution (atomically) and load what the run starts from."""
+        now = utcnow()
+        async with unit_of_work(self.db) as session:
+            row = (
+                await session.execute(
+                    update(AgentExecution)
+                    .where(
+                        AgentExecution.execution_id == execution_id,
+                        AgentExecution.status == "queued",
+                    )
+                    .values(
+                        status="running", started_at=func.coalesce(AgentExecution.started_at, now)
+                    )
+                    .returning(
+                        AgentExecution.persona,
+                        AgentExecution.command,
+                        AgentExecution.workflow_id,
+                        AgentExecution.plan,
+                        AgentExecution.layers_done,
+                        AgentExecution.started_at,
+                        AgentExecution.created_by_id,
+                        AgentExecution.cancel_requested_at,
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            started_at = as_utc(row.started_at)
+            resumed = started_at != now
+            steps = await _steps_of(session, execution_id) if resumed else []
+            agents = await agents_serving(session, row.persona)
+            seq = await last_seq(session, execution_id)
+            opening = event(
+                "execution_resumed" if resumed else "execution_started",
+                persona=row.persona,
+                command=row.command,
+                layersDone=row.layers_done,
+            )
+            numbered = await store_events(session, execution_id, [opening], after=seq)
+            after_commit(session, _publisher(self.bus, numbered))
+        state = ExecutionState(
+            execution_id=execution_id,
+            persona=row.persona,
+            command=row.command,
+            workflow_id=row.workflow_id,
+            plan=row.plan,
+            layers_done=row.layers_done,
+            started_at=started_at,
+            steps=steps,
+        )
+        return _Claimed(
+            state,
+            agents,
+            seq + len(numbered),
+            row.created_by_id,
+            row.cancel_requested_at is not None,
+        )
+
+    async def _hand_back(self, recorder: Recorder, execution_id: str) -> None:
+        """Shutting down: leave the execution ``queued`` so the next start resumes it."""
+
+        async def requeue(session: AsyncSession) -> None:
+            await session.execute(
+                update(AgentExecution)
+                .where(AgentExecution.execution_id == execution_id)
+                .values(status="queued")
+            )
+
+        try:
+            await recorder.write(requeue)
+        except Exception as exc:
+            log.error("execution_not_handed_back", execution_id=execution_id, error=str(exc))
+
+    def _paused_activity(
+        self, run: ExecutionRun, claimed: _Claimed
+    ) -> Callable[[AsyncSession], Awaitable[None]]:
+        async def apply(session: AsyncSession) -> None:
+            await record_activity(
+                session,
+                type="execution.awaiting_approval",
+                title=f"Awaiting approval: {_short(claimed.state.command)}",
+                persona=claimed.state.persona,
+                user_id=claimed.created_by_id,
+                execution_id=claimed.state.execution_id,
+            )
+
+        return apply
+
+    async def _finish(
+        self, run: ExecutionRun, claimed: _Claimed, status: str, error: str | None
+    ) -> None:
+        state = claimed.state
+        result = _result(run) if status == "completed" else None
+
+        async def apply(session: AsyncSession) -> None:
+            now = utcnow()
+            if status == "cancelled":
+                # Steps that had not started their own bookkeeping are cancelled with it.
+                await session.execute(
+                    update(ExecutionStep)
+                    .where(
+                        ExecutionStep.execution_id == state.execution_id,
+                        ExecutionStep.status.in_(("running", "awaiting_approval")),
+                    )
+                    .values(status="cancelled", error="cancelled by request", completed_at=now)
+                )
+            await session.execute(
+                update(AgentExecution)
+                .where(AgentExecution.execution_id == state.execution_id)
+                .values(
+                    status=status,
+                    result=result,
+                    error=error,
+                    error_code=None if status == "completed" else _error_code(status, error),
+                    completed_at=now,
+                    duration_ms=int((now - state.started_at).total_seconds() * 1000),
+                )
+            )
+            await update_metrics(session, self.config, state.execution_id)
+            await record_activity(
+                session,
+                type=FINAL_ACTIVITY[status],
+                title=f"{status.capitalize()}: {_short(state.command)}",
+                persona=state.persona,
+                user_id=claimed.created_by_id,
+                execution_id=state.execution_id,
+                detail={"error": error} if error else None,
+            )
+
+        closing = event(
+            f"execution_{status}",
+            status=status,
+            error=error,
+            durationMs=int((utcnow() - state.started_at).total_seconds() * 1000),
+            response=(result or {}).get("response"),
+        )
+        try:
+            await run.recorder.write(apply, closing)
+        except Exception:
+            log.exception("execution_end_not_recorded", execution_id=state.execution_id)
+            raise
+
+
+def _publisher(bus: EventBus, numbered: list[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
+    async def publish() -> None:
+        await publish_events(bus, numbered)
+
+    return publish
+
+
+async def _steps_of(session: AsyncSession, execution_id: str) -> list[dict[str, Any]]:
+    result = await session.execute(
+        select(
+            ExecutionStep.id,
+            ExecutionStep.agent_id,
+            ExecutionStep.agent_name,
+            ExecutionStep.layer,
+            ExecutionStep.status,
+            ExecutionStep.attempt,
+            ExecutionStep.output,
+            ExecutionStep.error,
+        )
+        .where(ExecutionStep.execution_id == execution_id)
+        .order_by(ExecutionStep.id)
+    )
+    return [dict(row) for row in result.mappings()]
+
+
+def _result(run: ExecutionRun) -> dict[str, Any]:
+    """The execution's answer: the Interface layer's text, and every agent's output."""
+    texts = [
+        output["text"]
+        for output in run.context["layers"]["Interface"].values()
+        if isinstance(output, dict) and isinstance(output.get("text"), str)
+    ]
+    if not texts:  # no Interface text: the last text any layer produced
+        texts = [
+            output["text"]
+            for output in run.context["outputs"].values()
+            if isinstance(output, dict) and isinstance(output.get("text"), str)
+        ][-1:]
+    plan = run.plan or {}
+    return {
+        "response": "\n\n".join(texts) if texts else None,
+        "intent": plan.get("intent"),
+        "outputs": run.context["outputs"],
+    }
+
+
+def _error_code(status: str, error: str | None) -> str:
+    if status == "cancelled":
+        return "cancelled"
+    if error and error.startswith("internal error"):
+        return "internal_error"
+    return "step_failed"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

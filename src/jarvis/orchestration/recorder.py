@@ -1,0 +1,232 @@
+"""Recording an execution: transitions are stored, numbered, committed, then published.
+
+The engine's steps finish concurrently. Each transition (a database change plus the
+events that describe it) is handed to the execution's ``Recorder``; a single writer task
+takes everything that is waiting, applies it in one transaction (group commit), numbers
+the events in order, commits and only then publishes them. So a subscriber never sees an
+event the database does not have, events arrive in ``seq`` order, and three agents that
+finish together cost one commit, not three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import structlog
+from sqlalchemy import Executable, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.db.engine import Database
+from jarvis.db.session import after_commit, unit_of_work
+from jarvis.kit.clock import utcnow
+from jarvis.orchestration.events import EVENTS_CHANNEL, Event
+from jarvis.orchestration.models import ExecutionEvent, events_table
+from jarvis.realtime.bus import EventBus
+
+log = structlog.get_logger(__name__)
+
+Apply = Callable[[AsyncSession], Awaitable[Any]]
+
+
+class Emit(NamedTuple):
+    """What an ``Apply`` returns when the events it describes depend on what it stored
+    (e.g. new step ids): its result and those events, numbered after the static ones."""
+
+    result: Any
+    events: list[Event]
+
+
+async def last_seq(session: AsyncSession, execution_id: str) -> int:
+    """The number of the execution's newest event (0 when it has none)."""
+    found = await session.scalar(
+        select(func.max(ExecutionEvent.seq)).where(ExecutionEvent.execution_id == execution_id)
+    )
+    return int(found or 0)
+
+
+async def store_events(
+    session: AsyncSession, execution_id: str, events: Sequence[Event], *, after: int
+) -> list[Event]:
+    """Number ``events`` from ``after + 1`` and add them to the session; return them whole."""
+    if not events:
+        return []
+    now = utcnow()
+    stamped = now.isoformat()
+    numbered = [
+        {**body, "executionId": execution_id, "seq": after + index, "at": stamped}
+        for index, body in enumerate(events, start=1)
+    ]
+    await session.execute(
+        insert(events_table),
+        [
+            {
+                "execution_id": execution_id,
+                "seq": body["seq"],
+                "type": body["type"],
+                "payload": body,
+                "created_at": now,
+            }
+            for body in numbered
+        ],
+    )
+    return numbered
+
+
+async def publish_events(bus: EventBus, events: Sequence[Event]) -> None:
+    """Publish stored events in order; a bus failure is logged (the database has them)."""
+    for body in events:
+        try:
+            await bus.publish(EVENTS_CHANNEL, body)
+        except Exception as exc:  # subscribers replay from the database
+            log.warning("execution_event_not_published", error=str(exc), seq=body.get("seq"))
+
+
+async def append_events(
+    session: AsyncSession, bus: EventBus | None, execution_id: str, events: Sequence[Event]
+) -> list[Event]:
+    """Store ``events`` after the execution's newest one and publish them after commit
+    (when there is a ``bus``: subscribers can always replay them from the database).
+
+    For writers outside the engine (API decisions on a paused or queued execution); the
+    caller holds the execution row's lock, so numbers cannot collide.
+    """
+    numbered = await store_events(
+        session, execution_id, events, after=await last_seq(session, execution_id)
+    )
+    if bus is None:
+        return numbered
+
+    async def publish() -> None:
+        await publish_events(bus, numbered)
+
+    after_commit(session, publish)
+    return numbered
+
+
+class RecordingFailed(RuntimeError):
+    """An execution's transition could not be stored; the run stops."""
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    # The failure is kept on the recorder; mark the exception seen so asyncio does not
+    # report it as never retrieved.
+    if not done.cancelled():
+        done.exception()
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """A change of one row through a shared Core ``statement`` (an executemany when several
+    follow each other in a batch). ``describe`` runs when the batch is written and returns
+    the statement's parameters and the events, so both can use ids stored earlier in the
+    same batch."""
+
+    statement: Executable
+    describe: Callable[[], tuple[dict[str, Any], list[Event]]]
+
+
+@dataclass
+class _Write:
+    apply: Apply | RowChange | None
+    events: tuple[Event, ...]
+    done: asyncio.Future[Any]
+
+
+class Recorder:
+    """The writer of one execution's transitions (see the module docstring)."""
+
+    def __init__(self, db: Database, bus: EventBus, execution_id: str, seq: int) -> None:
+        self.db = db
+        self.bus = bus
+        self.execution_id = execution_id
+        self.seq = seq
+        self._waiting: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
+        # The first failed batch: later writes would describe a state that is not stored.
+        self.failure: BaseException | None = None
+
+    def submit(self, apply: Apply | RowChange | None, *events: Event) -> asyncio.Future[Any]:
+        """Queue a transition; the future resolves to ``apply``'s result once committed."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Write(apply, events, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return done
+
+    def record(self, apply: Apply | RowChange | None, *events: Event) -> None:
+        """Queue a transition without waiting for it (it is stored before anything queued
+        later). Raises at once if an earlier write failed."""
+        if self.failure is not None:
+            raise RecordingFailed(str(self.failure)) from self.failure
+        self.submit(apply, *events).add_done_callback(_retrieve)
+
+    async def write(self, apply: Apply | None, *events: Event) -> Any:
+        """Record a transition and wait until it is committed and published.
+
+        Shielded: a caller cancelled while waiting does not undo or lose the write.
+        """
+        return await asyncio.shield(self.submit(apply, *events))
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed; raise if any of it failed."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.shield(writer)
+        if self.failure is not None:
+            raise RecordingFailed(str(self.failure)) from self.failure
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                results, published = await self._commit(batch)
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError) and self.failure is None:
+                    self.failure = exc
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            await publish_events(self.bus, published)
+            for write, result in zip(batch, results, strict=True):
+                if not write.done.done():
+                    write.done.set_result(result)
+
+    async def _commit(self, batch: list[_Write]) -> tuple[list[Any], list[Event]]:
+        results: list[Any] = []
+        events: list[Event] = []
+        async with unit_of_work(self.db) as session:
+            rows: list[dict[str, Any]] = []
+            statement: Executable | None = None
+            for write in batch:
+                if isinstance(write.apply, RowChange):
+                    if statement is not None and write.apply.statement is not statement:
+                        await session.execute(statement, rows)
+                        rows = []
+                    statement = write.apply.statement
+                    params, described = write.apply.describe()
+                    rows.append(params)
+                    events.extend(write.events)
+                    events.extend(described)
+                    results.append(None)
+                    continue
+                if statement is not None:  # keep the order: pending row changes go first
+                    await session.execute(statement, rows)
+                    statement, rows = None, []
+                result = await write.apply(session) if write.apply else None
+                events.extend(write.events)
+                if isinstance(result, Emit):
+                    events.extend(result.events)
+                    result = result.result
+                results.append(result)
+            if statement is not None:
+                await session.execute(statement, rows)
+            numbered = await store_events(session, self.execution_id, events, after=self.seq)
+        # Only a committed batch uses up its numbers.
+        self.seq += len(numbered)
+        return results, numbered

@@ -1,0 +1,226 @@
+"""Execution routes: the seed's ``/api/agent-executions`` and the actions on one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.layers import LAYER_ORDER
+from jarvis.auth.dependencies import Authenticated
+from jarvis.db.session import DbSession, after_commit
+from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.orchestration import service
+from jarvis.orchestration.dependencies import Bus, DispatcherDep
+from jarvis.orchestration.dispatcher import Dispatcher
+from jarvis.orchestration.models import AgentExecution
+from jarvis.orchestration.schemas import (
+    Decision,
+    EventOut,
+    EventPage,
+    ExecutionAccepted,
+    ExecutionCreate,
+    ExecutionOut,
+    ExecutionStatus,
+    ExecutionSummary,
+    LayerSteps,
+    StepOut,
+)
+
+router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
+
+ExecutionId = Annotated[
+    str, Path(min_length=1, max_length=36, description="The execution's id (a UUID)")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+
+
+def _dispatch_after_commit(
+    session: AsyncSession, dispatcher: Dispatcher, execution_id: str
+) -> None:
+    async def submit() -> None:
+        await dispatcher.submit(execution_id)
+
+    after_commit(session, submit)
+
+
+def _accepted(execution: AgentExecution, response: Response) -> ExecutionAccepted:
+    response.headers["Location"] = f"/api/agent-executions/{execution.execution_id}"
+    return ExecutionAccepted(execution_id=execution.execution_id, status=execution.status)
+
+
+@router.post(
+    "",
+    response_model=ExecutionAccepted,
+    status_code=202,
+    summary="Run a command through the six layers",
+)
+async def create_execution(
+    body: ExecutionCreate,
+    principal: Authenticated,
+    session: DbSession,
+    bus: Bus,
+    dispatcher: DispatcherDep,
+    response: Response,
+) -> ExecutionAccepted:
+    execution = await service.create_execution(
+        session, body, actor=principal.actor, principal=principal, bus=bus
+    )
+    _dispatch_after_commit(session, dispatcher, execution.execution_id)
+    return _accepted(execution, response)
+
+
+@router.get("", response_model=Page[ExecutionSummary], summary="List executions, newest first")
+async def list_executions(
+    principal: Authenticated,
+    session: DbSession,
+    status: Annotated[ExecutionStatus | None, Query()] = None,
+    persona: Annotated[str | None, Query(max_length=64)] = None,
+    agent_id: Annotated[int | None, Query(alias="agentId", ge=1, le=2**31 - 1)] = None,
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ExecutionSummary]:
+    flt = service.ExecutionFilter(status=status, persona=persona, agent_id=agent_id, since=since)
+    rows, total = await service.list_executions(
+        session, flt, principal=principal, limit=limit, offset=offset
+    )
+    return Page[ExecutionSummary](
+        items=[ExecutionSummary.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{execution_id}", response_model=ExecutionOut, summary="One execution with its steps")
+async def get_execution(
+    execution_id: ExecutionId, principal: Authenticated, session: DbSession
+) -> ExecutionOut:
+    execution = await service.get_execution(session, execution_id, principal=principal)
+    steps = [StepOut.model_validate(s) for s in await service.steps_of(session, execution_id)]
+    layers = [
+        LayerSteps(layer=layer.value, steps=[s for s in steps if s.layer == layer.value])
+        for layer in LAYER_ORDER
+    ]
+    summary = ExecutionSummary.model_validate(execution)
+    return ExecutionOut(
+        **summary.model_dump(),
+        plan=execution.plan,
+        result=execution.result,
+        layers_done=execution.layers_done,
+        steps=steps,
+        layers=layers,
+    )
+
+
+@router.get(
+    "/{execution_id}/events",
+    response_model=EventPage,
+    summary="The execution's recorded events, in order (replay)",
+)
+async def list_events(
+    execution_id: ExecutionId,
+    principal: Authenticated,
+    session: DbSession,
+    after_seq: Annotated[int, Query(alias="afterSeq", ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> EventPage:
+    await service.get_execution(session, execution_id, principal=principal)
+    rows = await service.events_of(session, execution_id, after_seq=after_seq, limit=limit)
+    items = [EventOut.model_validate(r) for r in rows]
+    return EventPage(items=items, total=len(items), limit=limit, offset=0)
+
+
+@router.post(
+    "/{execution_id}/cancel",
+    response_model=ExecutionSummary,
+    summary="Cancel an execution (202 while the running agents stop)",
+    responses={202: {"description": "Cancellation requested; the engine stops the agents"}},
+)
+async def cancel_execution(
+    execution_id: ExecutionId,
+    principal: Authenticated,
+    session: DbSession,
+    bus: Bus,
+    response: Response,
+) -> ExecutionSummary:
+    execution = await service.cancel_execution(
+        session, bus, execution_id, principal=principal, actor=principal.actor
+    )
+    if execution.status == "running":
+        response.status_code = 202
+    return ExecutionSummary.model_validate(execution)
+
+
+@router.post(
+    "/{execution_id}/retry",
+    response_model=ExecutionAccepted,
+    status_code=202,
+    summary="Run a finished execution's command again, as a new execution",
+)
+async def retry_execution(
+    execution_id: ExecutionId,
+    principal: Authenticated,
+    session: DbSession,
+    bus: Bus,
+    dispatcher: DispatcherDep,
+    response: Response,
+) -> ExecutionAccepted:
+    execution = await service.retry_execution(
+        session, bus, execution_id, principal=principal, actor=principal.actor
+    )
+    _dispatch_after_commit(session, dispatcher, execution.execution_id)
+    return _accepted(execution, response)
+
+
+@router.post(
+    "/{execution_id}/approve",
+    response_model=ExecutionSummary,
+    summary="Approve the output awaiting a human decision; the execution continues",
+)
+async def approve_execution(
+    execution_id: ExecutionId,
+    principal: Authenticated,
+    session: DbSession,
+    bus: Bus,
+    dispatcher: DispatcherDep,
+    body: Decision | None = None,
+) -> ExecutionSummary:
+    execution = await service.approve_execution(
+        session,
+        bus,
+        execution_id,
+        body or Decision(),
+        principal=principal,
+        actor=principal.actor,
+    )
+    if execution.status == "queued":
+        _dispatch_after_commit(session, dispatcher, execution_id)
+    return ExecutionSummary.model_validate(execution)
+
+
+@router.post(
+    "/{execution_id}/reject",
+    response_model=ExecutionSummary,
+    summary="Reject the output awaiting a human decision; the execution ends rejected",
+)
+async def reject_execution(
+    execution_id: ExecutionId,
+    principal: Authenticated,
+    session: DbSession,
+    bus: Bus,
+    body: Decision | None = None,
+) -> ExecutionSummary:
+    execution = await service.reject_execution(
+        session,
+        bus,
+        execution_id,
+        body or Decision(),
+        principal=principal,
+        actor=principal.actor,
+    )
+    return ExecutionSummary.model_validate(execution)

@@ -1,0 +1,572 @@
+"""One execution's run through the layers: the seed's ``executeWorkflow``.
+
+The layers run in order; a layer's agents run concurrently (bounded by
+``execution.max_parallel_agents``), each step under its own timeout and retry policy
+from ConfigService. Every transition goes through the execution's ``Recorder`` (stored,
+committed, then published). A run resumes where the stored state says: layers already
+completed are not run again, nor are steps already settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.agents.kinds.base import (
+    AgentKind,
+    AgentSpec,
+    KindConfig,
+    KindServices,
+    StepContext,
+    StepResult,
+)
+from jarvis.agents.kinds.registry import get_kind
+from jarvis.agents.layers import LAYER_ORDER, Layer
+from jarvis.config.scope import Scope
+from jarvis.config.service import ConfigService
+from jarvis.errors import JarvisError
+from jarvis.kit.clock import utcnow
+from jarvis.kit.schema import find_unstorable
+from jarvis.orchestration.events import event, step_fields
+from jarvis.orchestration.models import (
+    executions_table,
+    steps_table,
+)
+from jarvis.orchestration.recorder import Emit, Recorder, RowChange
+from jarvis.orchestration.selection import (
+    Candidate,
+    apply_plan,
+    find_intent,
+    make_plan,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_OUTPUT_BYTES = 256 * 1024
+PREVIEW_CHARS = 400
+SETTLED = frozenset({"completed", "failed", "skipped", "cancelled", "rejected"})
+
+LayerOutcome = Literal["completed", "failed", "paused"]
+
+
+# A running step's columns; updates override what changed.
+_RUNNING: dict[str, Any] = {
+    "status": "running",
+    "attempt": 1,
+    "output": None,
+    "error": None,
+    "completed_at": None,
+    "duration_ms": None,
+    "token_usage": None,
+}
+# Keys named like columns become the SET clause of each executemany row.
+_STEP_UPDATE = update(steps_table).where(steps_table.c.id == bindparam("b_step_id"))
+
+
+class LayerFailed(Exception):
+    """A step failed in a ``fail_fast`` layer: its siblings are cancelled."""
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    timeout: float
+    max_retries: int
+    backoff: float
+
+
+@dataclass
+class StepOutcome:
+    spec: AgentSpec
+    status: str  # completed | failed | awaiting_approval | cancelled
+    output: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ExecutionState:
+    """What a run starts from: the execution row and the steps already recorded."""
+
+    execution_id: str
+    persona: str
+    command: str
+    workflow_id: int | None
+    plan: dict[str, Any] | None
+    layers_done: int
+    started_at: datetime
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def preview(output: dict[str, Any] | None) -> str | None:
+    """A short text of an output for live views: its ``text`` if any, else its JSON."""
+    if output is None:
+        return None
+    text = output.get("text")
+    shown = text if isinstance(text, str) else json.dumps(output, ensure_ascii=False)
+    return shown if len(shown) <= PREVIEW_CHARS else shown[: PREVIEW_CHARS - 1] + "…"
+
+
+def storable_output(output: Any) -> dict[str, Any]:
+    """The output as it will be stored: a JSON object within the size limit."""
+    if not isinstance(output, dict):
+        raise JarvisError(f"the agent returned {type(output).__name__}, not a JSON object")
+    try:
+        encoded = json.dumps(output, ensure_ascii=False, allow_nan=False, default=str)
+    except (TypeError, ValueError) as exc:
+        raise JarvisError(f"the agent's output is not JSON: {exc}") from None
+    if len(encoded.encode()) > MAX_OUTPUT_BYTES:
+        raise JarvisError(f"the agent's output is larger than {MAX_OUTPUT_BYTES // 1024} KiB")
+    decoded: dict[str, Any] = json.loads(encoded)
+    found = find_unstorable(decoded)
+    if found is not None:
+        raise JarvisError(f"the agent's output cannot be stored: {found[0]} {found[1]}")
+    return decoded
+
+
+class ExecutionRun:
+    """Runs one execution from its stored state to completion, failure or a pause."""
+
+    def __init__(
+        self,
+        state: ExecutionState,
+        *,
+        recorder: Recorder,
+        config: ConfigService,
+        services: KindServices,
+        layers: dict[str, list[Candidate]],
+        on_cancel_requested: Callable[[], object] = lambda: None,
+    ) -> None:
+        self.state = state
+        self.on_cancel_requested = on_cancel_requested
+        self.recorder = recorder
+        self.config = config
+        self.services = services
+        self.layers = layers
+        self.plan = state.plan
+        self.scope = Scope(persona=state.persona, workflow_id=state.workflow_id)
+        self.context: dict[str, Any] = {
+            "executionId": state.execution_id,
+            "command": state.command,
+            "persona": state.persona,
+            "workflowId": state.workflow_id,
+            "plan": state.plan,
+            "outputs": {},
+            "layers": {layer.value: {} for layer in LAYER_ORDER},
+        }
+        self.cancel_requested = False
+        self._failing_fast = False
+        self._existing = {s["agent_id"]: s for s in state.steps if s["agent_id"] is not None}
+        # Agent id -> step id; filled when the writer inserts a layer's steps.
+        self.step_ids: dict[int, int] = {a: s["id"] for a, s in self._existing.items()}
+        self._handles = {c.spec.id: c.spec.handle for cs in layers.values() for c in cs}
+        for step in state.steps:
+            if step["status"] == "completed" and step["output"] is not None:
+                self._remember(step["layer"], step["agent_id"], step["agent_name"], step["output"])
+
+    # --- context ---------------------------------------------------------------------------
+
+    def _remember(self, layer: str, agent_id: int | None, name: str, output: Any) -> None:
+        handle = self._handles.get(agent_id or -1) or name
+        self.context["outputs"][handle] = output
+        self.context["layers"][layer][handle] = output
+
+    # --- the layers ------------------------------------------------------------------------
+
+    async def execute(self) -> tuple[LayerOutcome, str | None]:
+        """Run the remaining layers; the outcome and, when failed, why."""
+        for index, layer in enumerate(LAYER_ORDER):
+            if index < self.state.layers_done:
+                continue
+            outcome, error = await self._run_layer(index, layer)
+            if outcome != "completed":
+                return outcome, error
+        return "completed", None
+
+    async def _run_layer(self, index: int, layer: Layer) -> tuple[LayerOutcome, str | None]:
+        candidates = apply_plan(self.plan, layer.value, self.layers[layer.value])
+        existing = {
+            c.spec.id: self._existing[c.spec.id] for c in candidates if c.spec.id in self._existing
+        }
+        fresh = [c for c in candidates if c.spec.id not in existing]
+        # Steps a lost worker left running are run again; settled ones are kept.
+        rerun = [c for c in candidates if existing.get(c.spec.id, {}).get("status") == "running"]
+        # Not awaited: the agents start at once; the writer stores the steps first, and
+        # everything about them after, in order (step ids are resolved when written).
+        self.recorder.record(
+            lambda session: self._start_layer(session, layer, fresh, rerun, started=bool(existing))
+        )
+        runnable = [c for c in fresh if c.skip_reason is None] + rerun
+        policy = await self._failure_policy(layer)
+        outcomes = await self._run_agents(runnable, policy, existing)
+        failed = [o for o in outcomes if o.status == "failed"]
+        if failed and policy == "fail_fast":
+            names = ", ".join(o.spec.name for o in failed)
+            return "failed", f"{layer.value} layer failed: {names}: {failed[0].error}"
+        for candidate in candidates:  # registry order, so the context is deterministic
+            for outcome in outcomes:
+                if outcome.spec.id == candidate.spec.id and outcome.status == "completed":
+                    self._remember(layer.value, outcome.spec.id, outcome.spec.name, outcome.output)
+        waiting = [o for o in outcomes if o.status == "awaiting_approval"] + [
+            self._outcome_of(c.spec, existing[c.spec.id])
+            for c in candidates
+            if existing.get(c.spec.id, {}).get("status") == "awaiting_approval"
+        ]
+        if waiting:
+
+            async def pause(session: AsyncSession) -> Emit:
+                await self._set_status(session, "awaiting_approval")
+                steps = [
+                    {
+                        **self._fields(o.spec),
+                        "outputPreview": preview(o.output),
+                    }
+                    for o in waiting
+                ]
+                return Emit(None, [event("awaiting_approval", layer=layer.value, steps=steps)])
+
+            await self.recorder.write(pause)
+            return "paused", None
+        plan = None
+        if layer is Layer.META_BRAIN:
+            meta = [
+                (c.spec, self.context["outputs"][c.spec.handle])
+                for c in candidates
+                if c.spec.handle in self.context["layers"][layer.value]
+            ]
+            plan = make_plan(find_intent(meta), self.layers)
+            self.plan = plan
+            self.context["plan"] = plan
+        completed_event = event(
+            "layer_completed",
+            layer=layer.value,
+            status="completed_with_failures" if failed else "completed",
+            failed=len(failed),
+        )
+        if plan is not None:
+            completed_event["plan"] = plan
+        self.recorder.record(
+            lambda session: self._complete_layer(session, index + 1, plan), completed_event
+        )
+        return "completed", None
+
+    def _outcome_of(self, spec: AgentSpec, row: dict[str, Any]) -> StepOutcome:
+        return StepOutcome(spec, row["status"], row.get("output"), row.get("error"))
+
+    async def _start_layer(
+        self,
+        session: AsyncSession,
+        layer: Layer,
+        fresh: Sequence[Candidate],
+        rerun: Sequence[Candidate],
+        *,
+        started: bool,
+    ) -> Emit:
+        """Insert the layer's new steps (running or skipped) and say so."""
+        now = utcnow()
+        rows = [
+            {
+                "execution_id": self.state.execution_id,
+                "agent_id": c.spec.id,
+                "agent_name": c.spec.name,
+                "agent_kind": c.spec.kind,
+                "layer": layer.value,
+                "position": position,
+                "status": "running" if c.skip_reason is None else "skipped",
+                "attempt": 1,
+                "input": self._step_input(c.spec) if c.skip_reason is None else None,
+                "error": c.skip_reason,
+                "started_at": now if c.skip_reason is None else None,
+            }
+            for position, c in enumerate(fresh)
+        ]
+        if rows:
+            result = await session.execute(
+                insert(steps_table).returning(steps_table.c.id, steps_table.c.agent_id), rows
+            )
+            for step_id, agent_id in result.tuples():
+                self.step_ids[agent_id] = step_id
+        events: list[dict[str, Any]] = []
+        if not started:
+            events.append(event("layer_started", layer=layer.value, agents=len(fresh)))
+        for c in fresh:
+            fields = self._fields(c.spec)
+            if c.skip_reason is None:
+                events.append(event("step_started", **fields, kind=c.spec.kind, attempt=1))
+            else:
+                events.append(event("step_skipped", **fields, reason=c.skip_reason))
+        for c in rerun:
+            row = self._existing[c.spec.id]
+            events.append(
+                event(
+                    "step_started", **self._fields(c.spec), kind=c.spec.kind, attempt=row["attempt"]
+                )
+            )
+        return Emit(None, events)
+
+    def _fields(self, spec: AgentSpec) -> dict[str, Any]:
+        return step_fields(self.step_ids[spec.id], spec.id, spec.name, spec.layer)
+
+    def _record_step(
+        self, spec: AgentSpec, values: dict[str, Any], type_: str, **fields: Any
+    ) -> None:
+        """Queue an update of the agent's step and the event that describes it.
+
+        Every update sets the same columns (the engine knows them all: it is the only
+        writer of a running step), so updates that meet in a batch are one executemany.
+        """
+        row = {**_RUNNING, **values}
+
+        def describe() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            return (
+                {"b_step_id": self.step_ids[spec.id], **row},
+                [event(type_, **self._fields(spec), **fields)],
+            )
+
+        self.recorder.record(RowChange(_STEP_UPDATE, describe))
+
+    def _step_input(self, spec: AgentSpec) -> dict[str, Any]:
+        plan = self.plan or {}
+        return {
+            "command": self.state.command,
+            "persona": self.state.persona,
+            "intent": plan.get("intent"),
+            "availableOutputs": list(self.context["outputs"]),
+            "config": spec.config,
+        }
+
+    async def _failure_policy(self, layer: Layer) -> str:
+        policies = await self.config.get("execution.failure_policy", self.scope)
+        policy = policies.get(layer.value, "fail_fast") if isinstance(policies, dict) else None
+        return policy if policy in {"fail_fast", "continue"} else "fail_fast"
+
+    async def _run_agents(
+        self,
+        runnable: Sequence[Candidate],
+        policy: str,
+        existing: dict[int, dict[str, Any]],
+    ) -> list[StepOutcome]:
+        if not runnable:
+            return []
+        limit = await self.config.get("execution.max_parallel_agents", self.scope, as_type=int)
+        gate = asyncio.Semaphore(limit)
+        outcomes: list[StepOutcome] = []
+
+        async def one(candidate: Candidate) -> None:
+            async with gate:
+                attempt = existing.get(candidate.spec.id, {}).get("attempt", 1)
+                outcome = await self._run_step(candidate.spec, attempt, policy)
+                outcomes.append(outcome)
+
+        if len(runnable) == 1:
+            try:
+                await one(runnable[0])
+            except LayerFailed:
+                pass
+            return outcomes
+        try:
+            async with asyncio.TaskGroup() as group:
+                for candidate in runnable:
+                    group.create_task(one(candidate))
+        except* LayerFailed:
+            pass
+        return outcomes
+
+    # --- one step --------------------------------------------------------------------------
+
+    async def _step_policy(self, spec: AgentSpec) -> tuple[Scope, StepPolicy]:
+        scope = Scope(
+            persona=self.state.persona, agent_id=spec.id, workflow_id=self.state.workflow_id
+        )
+        policy = StepPolicy(
+            timeout=await self.config.get("agent.timeout_seconds", scope, as_type=float),
+            max_retries=await self.config.get("agent.max_retries", scope, as_type=int),
+            backoff=await self.config.get("agent.retry_backoff_seconds", scope, as_type=float),
+        )
+        return scope, policy
+
+    async def _run_step(self, spec: AgentSpec, attempt: int, layer_policy: str) -> StepOutcome:
+        started = time.perf_counter()
+        try:
+            kind, settings = self._prepare(spec)
+            scope, policy = await self._step_policy(spec)
+            while True:
+                attempted = await self._attempt(kind, spec, settings, scope, policy, attempt)
+                if isinstance(attempted, StepResult):
+                    result = attempted
+                    break
+                if attempt > policy.max_retries:
+                    raise _StepError(attempted, attempt)
+                delay = policy.backoff * 2 ** (attempt - 1)
+                self._record_step(
+                    spec,
+                    {"attempt": attempt + 1, "error": attempted},
+                    "step_failed",
+                    attempt=attempt,
+                    error=attempted,
+                    willRetry=True,
+                    retryInSeconds=delay,
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+                self._record_step(
+                    spec,
+                    {"attempt": attempt, "error": attempted},
+                    "step_started",
+                    kind=spec.kind,
+                    attempt=attempt,
+                )
+        except asyncio.CancelledError:
+            if self.cancel_requested or self._failing_fast:
+                self._record_step(
+                    spec,
+                    {
+                        "status": "cancelled",
+                        "attempt": attempt,
+                        "error": "cancelled by request"
+                        if self.cancel_requested
+                        else "cancelled: another agent of the layer failed",
+                        "completed_at": utcnow(),
+                        "duration_ms": _ms_since(started),
+                    },
+                    "step_cancelled",
+                    attempt=attempt,
+                )
+            # Otherwise the engine is shutting down: the step stays 'running' and is run
+            # again when the execution resumes.
+            raise
+        except _StepError as failure:
+            duration = _ms_since(started)
+            self._record_step(
+                spec,
+                {
+                    "status": "failed",
+                    "attempt": failure.attempt,
+                    "error": failure.message,
+                    "completed_at": utcnow(),
+                    "duration_ms": duration,
+                },
+                "step_failed",
+                attempt=failure.attempt,
+                error=failure.message,
+                willRetry=False,
+                durationMs=duration,
+            )
+            if layer_policy == "fail_fast":
+                self._failing_fast = True
+                raise LayerFailed(spec.name) from None
+            return StepOutcome(spec, "failed", error=failure.message)
+        output = result.output
+        status = "awaiting_approval" if settings.requires_approval else "completed"
+        duration = _ms_since(started)
+        usage = result.usage.as_json() if result.usage else None
+        self._record_step(
+            spec,
+            {
+                "status": status,
+                "attempt": attempt,
+                "output": output,
+                "error": None,
+                "completed_at": utcnow(),
+                "duration_ms": duration,
+                "token_usage": usage,
+            },
+            "step_completed",
+            status=status,
+            attempt=attempt,
+            durationMs=duration,
+            outputPreview=preview(output),
+            tokenUsage=usage,
+        )
+        return StepOutcome(spec, status, output=output)
+
+    def _prepare(self, spec: AgentSpec) -> tuple[AgentKind, KindConfig]:
+        kind = get_kind(spec.kind)
+        if kind is None:
+            raise _StepError(f"unknown agent kind '{spec.kind}' (is its package installed?)", 1)
+        try:
+            return kind, kind.config_model.model_validate(spec.config)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "config"
+            raise _StepError(
+                f"the agent's config does not fit the '{spec.kind}' kind: {where}: {first['msg']}",
+                1,
+            ) from None
+
+    async def _attempt(
+        self,
+        kind: AgentKind,
+        spec: AgentSpec,
+        settings: KindConfig,
+        scope: Scope,
+        policy: StepPolicy,
+        attempt: int,
+    ) -> StepResult | str:
+        """One attempt: the result, or why it failed."""
+        step = StepContext(
+            execution_id=self.state.execution_id,
+            agent=spec,
+            settings=settings,
+            context=self.context,
+            scope=scope,
+            services=self.services,
+            attempt=attempt,
+        )
+        try:
+            async with asyncio.timeout(policy.timeout):
+                result = await kind.run(step)
+            result.output = storable_output(result.output)
+        except TimeoutError:
+            return f"timed out after {policy.timeout:g} s (agent.timeout_seconds)"
+        except JarvisError as exc:
+            return exc.detail
+        except Exception as exc:  # a kind's bug fails its step, never the engine
+            log.exception("agent_step_crashed", agent=spec.name, kind=spec.kind)
+            return f"{type(exc).__name__}: {exc}"
+        return result
+
+    # --- database changes ------------------------------------------------------------------
+
+    async def _set_status(self, session: AsyncSession, status: str) -> None:
+        await session.execute(
+            update(executions_table)
+            .where(executions_table.c.execution_id == self.state.execution_id)
+            .values(status=status)
+        )
+
+    async def _complete_layer(
+        self, session: AsyncSession, layers_done: int, plan: dict[str, Any] | None
+    ) -> None:
+        """Count the layer as done; notice a cancellation requested through the database
+        (a backstop for a lost cancel message), at no extra round trip."""
+        values: dict[str, Any] = {"layers_done": layers_done}
+        if plan is not None:
+            values["plan"] = plan
+        cancel = await session.scalar(
+            update(executions_table)
+            .where(executions_table.c.execution_id == self.state.execution_id)
+            .values(**values)
+            .returning(executions_table.c.cancel_requested_at)
+        )
+        if cancel is not None and not self.cancel_requested:
+            self.on_cancel_requested()
+
+
+class _StepError(Exception):
+    def __init__(self, message: str, attempt: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempt = attempt
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
