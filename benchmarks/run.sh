@@ -9,3 +9,5 @@ fi
 .venv/bin/python benchmarks/config_cached.py
 .venv/bin/python benchmarks/config_uncached.py
 .venv/bin/python benchmarks/config_propagation.py
+.venv/bin/python benchmarks/engine_overhead.py
+.venv/bin/python benchmarks/engine_parallelism.py

@@ -213,8 +213,13 @@ def test_keys_lists_the_registry_and_searches(url: str) -> None:
     assert every["llm.model"][3] == ""
 
     found = ok("keys", "--search", "LLM")
-    assert {row[0] for row in rows(found.output)} == {"llm.model", "llm.provider"}
-    assert "Configuration keys (2)" in found.output
+    assert {row[0] for row in rows(found.output)} == {
+        "llm.model",
+        "llm.provider",
+        "llm.base_url",
+        "llm.timeout_seconds",
+    }
+    assert "Configuration keys (4)" in found.output
 
 
 def test_keys_search_takes_wildcard_characters_literally(url: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any, cast
 from pydantic import TypeAdapter
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Select,
     Table,
     bindparam,
@@ -350,10 +351,11 @@ async def count_by_layer(session: AsyncSession) -> dict[Layer, int]:
     return counts
 
 
-async def agents_serving(session: AsyncSession, persona: str) -> list[dict[str, Any]]:
+def agents_serving(connection: Connection, persona: str) -> list[dict[str, Any]]:
     """The enabled agents that serve ``persona`` (their own or every persona), as plain rows
-    in execution order: layer, then name, then id."""
-    result = await session.execute(
+    in execution order: layer, then name, then id (on a synchronous connection: the
+    engine's claim runs in one write batch)."""
+    result = connection.execute(
         select(
             Agent.id,
             Agent.name,
@@ -383,13 +385,17 @@ class MetricsUpdate:
     sla_status: str
 
 
-async def record_metrics(session: AsyncSession, updates: Sequence[MetricsUpdate]) -> None:
-    """Store engine-computed metrics (not a version: metrics are not configuration)."""
+def store_metrics(connection: Connection, updates: Sequence[MetricsUpdate]) -> None:
+    """Store engine-computed metrics (not a version: metrics are not configuration).
+
+    On a synchronous connection, inside the engine's write batch; the caller calls
+    ``mark_registry_changed`` once the batch has committed.
+    """
     if not updates:
         return
     table = cast(Table, Agent.__table__)
     # Keys named like columns become the SET clause of each executemany row.
-    await session.execute(
+    connection.execute(
         update(table).where(table.c.id == bindparam("b_agent_id")),
         [
             {
@@ -402,4 +408,3 @@ async def record_metrics(session: AsyncSession, updates: Sequence[MetricsUpdate]
             for u in updates
         ],
     )
-    after_commit(session, mark_registry_changed)

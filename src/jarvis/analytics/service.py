@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.analytics.models import Activity
 from jarvis.kit.clock import utcnow
+
+activities_table = cast(Table, Activity.__table__)
+
+
+def add_activity(
+    connection: Connection,
+    *,
+    type: str,  # noqa: A002 - the column's name
+    title: str,
+    persona: str | None = None,
+    user_id: int | None = None,
+    actor: str | None = None,
+    execution_id: str | None = None,
+    agent_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add one entry to the feed on a synchronous connection (the engine's write batches)."""
+    connection.execute(
+        insert(activities_table),
+        {
+            "type": type,
+            "title": title[:300],
+            "persona": persona,
+            "user_id": user_id,
+            "actor": actor,
+            "execution_id": execution_id,
+            "agent_id": agent_id,
+            "detail": detail,
+            "created_at": utcnow(),
+        },
+    )
 
 
 async def record_activity(

@@ -7,11 +7,14 @@ then queue instead of failing on a stale snapshot, and the audit chain cannot fo
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,12 +22,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+T = TypeVar("T")
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_BEGIN_OPTION = "jarvis_sqlite_begin"
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's "begin" event below.
         dbapi_connection.isolation_level = None
@@ -35,7 +40,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
@@ -58,7 +63,7 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)
-        _install_sqlite_hooks(engine)
+        _install_sqlite_hooks(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
@@ -77,6 +82,7 @@ class Database:
     writer: async_sessionmaker[AsyncSession] = field(init=False)
     # What readers connect through (autocommit on PostgreSQL), for Core-only hot paths.
     read_engine: AsyncEngine = field(init=False)
+    _sync_writer: Engine | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.read_engine = self.engine
@@ -95,9 +101,53 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def _sqlite_file_writer(self) -> Engine | None:
+        """A synchronous engine on the same SQLite file, for ``run_write`` (None for an
+        in-memory database, which another engine could not see)."""
+        if not self.is_sqlite:
+            return None
+        if self._sync_writer is None:
+            url = self.engine.url
+            if url.database in (None, "", ":memory:") or "mode=memory" in str(url):
+                return None
+            engine = create_sync_engine(
+                url.set(drivername="sqlite+pysqlite"),
+                connect_args={"check_same_thread": False},
+                pool_size=4,
+                max_overflow=4,
+            )
+            _install_sqlite_hooks(engine)
+            self._sync_writer = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        return self._sync_writer
+
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (synchronous Core statements) in one writing transaction.
+
+        For hot paths that issue many statements: on a SQLite file the whole transaction
+        runs in one worker thread on a synchronous connection, one hand-off instead of
+        several per statement through aiosqlite; elsewhere it runs on an async connection
+        through ``run_sync``. Commits on success, rolls back on error.
+        """
+        writer = self._sqlite_file_writer()
+        if writer is not None:
+
+            def transaction() -> T:
+                with writer.begin() as connection:
+                    return work(connection)
+
+            return await asyncio.to_thread(transaction)
+        async with self.writer() as session:
+            connection = await session.connection()
+            result = await connection.run_sync(work)
+            await session.commit()
+            return result
+
     @classmethod
     def from_url(cls, database_url: str, **kwargs: Any) -> Database:
         return cls(create_engine(database_url, **kwargs))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._sync_writer is not None:
+            self._sync_writer.dispose()
+            self._sync_writer = None

@@ -11,29 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, func, insert, select, update
 
 from jarvis.agents.kinds.base import KindServices
+from jarvis.agents.listing import mark_registry_changed
 from jarvis.agents.service import agents_serving
-from jarvis.analytics.service import record_activity
+from jarvis.analytics.service import add_activity
 from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
-from jarvis.db.session import after_commit, unit_of_work
+from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.llm.base import LLMProvider
 from jarvis.llm.providers import Providers
 from jarvis.orchestration.events import CONTROL_CHANNEL, event
-from jarvis.orchestration.metrics import update_metrics
-from jarvis.orchestration.models import AgentExecution, ExecutionStep
-from jarvis.orchestration.recorder import Recorder, last_seq, publish_events, store_events
+from jarvis.orchestration.metrics import sla_thresholds, update_metrics
+from jarvis.orchestration.models import (
+    AgentExecution,
+    ExecutionStep,
+    events_table,
+    executions_table,
+    steps_table,
+)
+from jarvis.orchestration.recorder import Recorder, number_events, publish_events
 from jarvis.orchestration.run import ExecutionRun, ExecutionState
 from jarvis.orchestration.selection import candidates_by_layer
 from jarvis.realtime.bus import GAP, EventBus
@@ -54,6 +60,7 @@ class _Claimed:
     seq: int
     created_by_id: int | None
     cancel_requested: bool
+    opening: list[dict[str, Any]]
 
 
 class Engine:
@@ -169,7 +176,7 @@ class Engine:
                 if execution_id in self._cancel_requested or run.cancel_requested:
                     await self._finish(run, claimed, "cancelled", "cancelled by request")
                     return "cancelled"
-                await self._hand_back(recorder, execution_id)
+                await self._hand_back(run, execution_id)
                 raise
             except Exception as exc:
                 log.exception("execution_crashed", execution_id=execution_id)
@@ -203,84 +210,32 @@ class Engine:
 
     async def _claim(self, execution_id: str) -> _Claimed | None:
         """Take a queued execution (atomically) and load what the run starts from."""
-        now = utcnow()
-        async with unit_of_work(self.db) as session:
-            row = (
-                await session.execute(
-                    update(AgentExecution)
-                    .where(
-                        AgentExecution.execution_id == execution_id,
-                        AgentExecution.status == "queued",
-                    )
-                    .values(
-                        status="running", started_at=func.coalesce(AgentExecution.started_at, now)
-                    )
-                    .returning(
-                        AgentExecution.persona,
-                        AgentExecution.command,
-                        AgentExecution.workflow_id,
-                        AgentExecution.plan,
-                        AgentExecution.layers_done,
-                        AgentExecution.started_at,
-                        AgentExecution.created_by_id,
-                        AgentExecution.cancel_requested_at,
-                    )
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            started_at = as_utc(row.started_at)
-            resumed = started_at != now
-            steps = await _steps_of(session, execution_id) if resumed else []
-            agents = await agents_serving(session, row.persona)
-            seq = await last_seq(session, execution_id)
-            opening = event(
-                "execution_resumed" if resumed else "execution_started",
-                persona=row.persona,
-                command=row.command,
-                layersDone=row.layers_done,
-            )
-            numbered = await store_events(session, execution_id, [opening], after=seq)
-            after_commit(session, _publisher(self.bus, numbered))
-        state = ExecutionState(
-            execution_id=execution_id,
-            persona=row.persona,
-            command=row.command,
-            workflow_id=row.workflow_id,
-            plan=row.plan,
-            layers_done=row.layers_done,
-            started_at=started_at,
-            steps=steps,
-        )
-        return _Claimed(
-            state,
-            agents,
-            seq + len(numbered),
-            row.created_by_id,
-            row.cancel_requested_at is not None,
-        )
+        claimed = await self.db.run_write(lambda connection: _claim(connection, execution_id))
+        if claimed is not None:
+            await publish_events(self.bus, claimed.opening)
+        return claimed
 
-    async def _hand_back(self, recorder: Recorder, execution_id: str) -> None:
+    async def _hand_back(self, run: ExecutionRun, execution_id: str) -> None:
         """Shutting down: leave the execution ``queued`` so the next start resumes it."""
 
-        async def requeue(session: AsyncSession) -> None:
-            await session.execute(
-                update(AgentExecution)
-                .where(AgentExecution.execution_id == execution_id)
-                .values(status="queued")
+        def requeue(connection: Connection) -> None:
+            connection.execute(
+                update(executions_table)
+                .where(executions_table.c.execution_id == execution_id)
+                .values(status="queued", layers_done=run.layers_done)
             )
 
         try:
-            await recorder.write(requeue)
+            await run.recorder.write(requeue)
         except Exception as exc:
             log.error("execution_not_handed_back", execution_id=execution_id, error=str(exc))
 
     def _paused_activity(
         self, run: ExecutionRun, claimed: _Claimed
-    ) -> Callable[[AsyncSession], Awaitable[None]]:
-        async def apply(session: AsyncSession) -> None:
-            await record_activity(
-                session,
+    ) -> Callable[[Connection], None]:
+        def apply(connection: Connection) -> None:
+            add_activity(
+                connection,
                 type="execution.awaiting_approval",
                 title=f"Awaiting approval: {_short(claimed.state.command)}",
                 persona=claimed.state.persona,
@@ -295,22 +250,23 @@ class Engine:
     ) -> None:
         state = claimed.state
         result = _result(run) if status == "completed" else None
+        thresholds = await sla_thresholds(self.config, run.settled_agents)
 
-        async def apply(session: AsyncSession) -> None:
+        def apply(connection: Connection) -> None:
             now = utcnow()
             if status == "cancelled":
                 # Steps that had not started their own bookkeeping are cancelled with it.
-                await session.execute(
-                    update(ExecutionStep)
+                connection.execute(
+                    update(steps_table)
                     .where(
-                        ExecutionStep.execution_id == state.execution_id,
-                        ExecutionStep.status.in_(("running", "awaiting_approval")),
+                        steps_table.c.execution_id == state.execution_id,
+                        steps_table.c.status.in_(("running", "awaiting_approval")),
                     )
                     .values(status="cancelled", error="cancelled by request", completed_at=now)
                 )
-            await session.execute(
-                update(AgentExecution)
-                .where(AgentExecution.execution_id == state.execution_id)
+            connection.execute(
+                update(executions_table)
+                .where(executions_table.c.execution_id == state.execution_id)
                 .values(
                     status=status,
                     result=result,
@@ -318,11 +274,12 @@ class Engine:
                     error_code=None if status == "completed" else _error_code(status, error),
                     completed_at=now,
                     duration_ms=int((now - state.started_at).total_seconds() * 1000),
+                    layers_done=run.layers_done,
                 )
             )
-            await update_metrics(session, self.config, state.execution_id)
-            await record_activity(
-                session,
+            update_metrics(connection, thresholds)
+            add_activity(
+                connection,
                 type=FINAL_ACTIVITY[status],
                 title=f"{status.capitalize()}: {_short(state.command)}",
                 persona=state.persona,
@@ -343,17 +300,90 @@ class Engine:
         except Exception:
             log.exception("execution_end_not_recorded", execution_id=state.execution_id)
             raise
+        if thresholds:
+            mark_registry_changed()  # the agents' figures changed: cached lists are stale
 
 
-def _publisher(bus: EventBus, numbered: list[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-    async def publish() -> None:
-        await publish_events(bus, numbered)
+def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
+    now = utcnow()
+    table = executions_table
+    row = connection.execute(
+        update(table)
+        .where(table.c.execution_id == execution_id, table.c.status == "queued")
+        .values(status="running", started_at=func.coalesce(table.c.started_at, now))
+        .returning(
+            table.c.persona,
+            table.c.command,
+            table.c.workflow_id,
+            table.c.plan,
+            table.c.started_at,
+            table.c.created_by_id,
+            table.c.cancel_requested_at,
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    started_at = as_utc(row.started_at)
+    resumed = started_at != now
+    agents = agents_serving(connection, row.persona)
+    if resumed:
+        steps = _steps_of(connection, execution_id)
+        seq = int(
+            connection.scalar(
+                select(func.max(events_table.c.seq)).where(
+                    events_table.c.execution_id == execution_id
+                )
+            )
+            or 0
+        )
+        # The events are the record: a layer is done once its layer_completed is stored,
+        # whatever the row's progress column last said.
+        layers_done = _layers_completed(connection, execution_id)
+    else:
+        # A first claim follows the creation's single execution_queued event.
+        steps, seq, layers_done = [], 1, 0
+    opening = event(
+        "execution_resumed" if resumed else "execution_started",
+        persona=row.persona,
+        command=row.command,
+        layersDone=layers_done,
+    )
+    numbered, event_rows = number_events(execution_id, [opening], after=seq)
+    connection.execute(insert(events_table), event_rows)
+    state = ExecutionState(
+        execution_id=execution_id,
+        persona=row.persona,
+        command=row.command,
+        workflow_id=row.workflow_id,
+        plan=row.plan,
+        layers_done=layers_done,
+        started_at=started_at,
+        steps=steps,
+    )
+    return _Claimed(
+        state,
+        agents,
+        seq + len(numbered),
+        row.created_by_id,
+        row.cancel_requested_at is not None,
+        numbered,
+    )
 
-    return publish
+
+def _layers_completed(connection: Connection, execution_id: str) -> int:
+    count = connection.scalar(
+        select(func.count())
+        .select_from(events_table)
+        .where(
+            events_table.c.execution_id == execution_id,
+            events_table.c.type == "layer_completed",
+        )
+    )
+    return int(count or 0)
 
 
-async def _steps_of(session: AsyncSession, execution_id: str) -> list[dict[str, Any]]:
-    result = await session.execute(
+def _steps_of(connection: Connection, execution_id: str) -> list[dict[str, Any]]:
+    result = connection.execute(
         select(
             ExecutionStep.id,
             ExecutionStep.agent_id,

@@ -13,13 +13,16 @@ come from ConfigService per agent (``sla.success_rate_min``, ``sla.response_time
 
 from __future__ import annotations
 
-from sqlalchemy import and_, case, func, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
 
-from jarvis.agents.service import MetricsUpdate, record_metrics
+from sqlalchemy import Connection, Integer, Select, and_, bindparam, case, func, select, union_all
+
+from jarvis.agents.service import MetricsUpdate, store_metrics
 from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
-from jarvis.orchestration.models import ExecutionStep
+from jarvis.orchestration.models import steps_table
 
 WINDOW = 100
 
@@ -30,66 +33,71 @@ def sla_status(success_rate: float, avg_ms: float, *, min_rate: float, max_ms: i
     return ("green", "amber", "red")[missed]
 
 
-async def update_metrics(session: AsyncSession, config: ConfigService, execution_id: str) -> None:
-    """Recompute the figures of every agent that ran a step in ``execution_id``."""
-    took_part = (
-        select(ExecutionStep.agent_id, ExecutionStep.execution_id)
-        .where(
-            ExecutionStep.execution_id == execution_id,
-            ExecutionStep.agent_id.is_not(None),
-            ExecutionStep.status.in_(("completed", "failed")),
-        )
+@lru_cache(maxsize=64)
+def _recent_figures(count: int) -> Select[Any]:
+    """Per agent: settled, completed, mean duration, completed within its time limit;
+    over each of ``count`` agents' newest WINDOW settled steps, read backwards along the
+    (agent_id, id) index, so the work stays bounded however long the history grows.
+    Agent ids and limits are bind parameters (a0.., t0..): built once per count."""
+    settled = steps_table.c.status.in_(("completed", "failed"))
+    per_agent = [
+        select(steps_table.c.agent_id, steps_table.c.status, steps_table.c.duration_ms)
+        .where(steps_table.c.agent_id == bindparam(f"a{i}", type_=Integer), settled)
+        .order_by(steps_table.c.id.desc())
+        .limit(WINDOW)
         .subquery()
+        for i in range(count)
+    ]
+    recent = union_all(*(select(*sub.c) for sub in per_agent)).subquery()
+    completed = recent.c.status == "completed"
+    within = case(
+        *[
+            (
+                and_(
+                    completed,
+                    recent.c.agent_id == bindparam(f"a{i}", type_=Integer),
+                    recent.c.duration_ms <= bindparam(f"t{i}", type_=Integer),
+                ),
+                1,
+            )
+            for i in range(count)
+        ],
+        else_=0,
     )
-    agents = (await session.execute(select(took_part.c.agent_id))).scalars().all()
-    if not agents:
-        return
+    return select(
+        recent.c.agent_id,
+        func.count(),
+        func.sum(case((completed, 1), else_=0)),
+        func.avg(func.coalesce(recent.c.duration_ms, 0)),
+        func.sum(within),
+    ).group_by(recent.c.agent_id)
+
+
+async def sla_thresholds(
+    config: ConfigService, agent_ids: Iterable[int]
+) -> dict[int, tuple[float, int]]:
+    """Each agent's (sla.success_rate_min, sla.response_time_ms), resolved at its scope."""
     thresholds = {}
-    for agent_id in agents:
+    for agent_id in sorted(set(agent_ids)):
         scope = Scope(agent_id=agent_id)
         thresholds[agent_id] = (
             await config.get("sla.success_rate_min", scope, as_type=float),
             await config.get("sla.response_time_ms", scope, as_type=int),
         )
-    # Each agent's newest WINDOW settled steps, read backwards along its (agent_id, id)
-    # index: bounded work per execution however long the history grows.
-    per_agent = [
-        select(ExecutionStep.agent_id, ExecutionStep.status, ExecutionStep.duration_ms)
-        .where(
-            ExecutionStep.agent_id == agent_id,
-            ExecutionStep.status.in_(("completed", "failed")),
-        )
-        .order_by(ExecutionStep.id.desc())
-        .limit(WINDOW)
-        .subquery()
-        for agent_id in thresholds
-    ]
-    recent = union_all(*(select(*sub.c) for sub in per_agent)).subquery()
-    completed = recent.c.status == "completed"
-    rows = await session.execute(
-        select(
-            recent.c.agent_id,
-            func.count(),
-            func.sum(case((completed, 1), else_=0)),
-            func.avg(func.coalesce(recent.c.duration_ms, 0)),
-            func.sum(
-                case(
-                    *[
-                        (
-                            and_(
-                                completed,
-                                recent.c.agent_id == agent_id,
-                                recent.c.duration_ms <= limits[1],
-                            ),
-                            1,
-                        )
-                        for agent_id, limits in thresholds.items()
-                    ],
-                    else_=0,
-                )
-            ),
-        ).group_by(recent.c.agent_id)
-    )
+    return thresholds
+
+
+def update_metrics(connection: Connection, thresholds: dict[int, tuple[float, int]]) -> None:
+    """Recompute and store the figures of the agents in ``thresholds`` (those that settled
+    a step in an execution), inside the engine's closing write."""
+    agents = sorted(thresholds)
+    if not agents:
+        return
+    params: dict[str, int] = {}
+    for index, agent_id in enumerate(agents):
+        params[f"a{index}"] = agent_id
+        params[f"t{index}"] = thresholds[agent_id][1]
+    rows = connection.execute(_recent_figures(len(agents)), params)
     updates = []
     for agent_id, total, ok, avg_ms, within in rows.all():
         min_rate, max_ms = thresholds[agent_id]
@@ -104,4 +112,4 @@ async def update_metrics(session: AsyncSession, config: ConfigService, execution
                 sla_status=sla_status(rate, avg, min_rate=min_rate, max_ms=max_ms),
             )
         )
-    await record_metrics(session, updates)
+    store_metrics(connection, updates)

@@ -183,3 +183,4 @@ class Command(Base):
 executions_table = cast(Table, AgentExecution.__table__)
 steps_table = cast(Table, ExecutionStep.__table__)
 events_table = cast(Table, ExecutionEvent.__table__)
+commands_table = cast(Table, Command.__table__)

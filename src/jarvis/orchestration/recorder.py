@@ -6,21 +6,25 @@ takes everything that is waiting, applies it in one transaction (group commit), 
 the events in order, commits and only then publishes them. So a subscriber never sees an
 event the database does not have, events arrive in ``seq`` order, and three agents that
 finish together cost one commit, not three.
+
+A batch is plain synchronous Core work (``Apply`` takes a ``Connection``) run by
+``Database.run_write``: on a SQLite file the whole transaction is one hand-off to a
+worker thread, however many statements it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import Executable, func, insert, select
+from sqlalchemy import Connection, Executable, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
-from jarvis.db.session import after_commit, unit_of_work
+from jarvis.db.session import after_commit
 from jarvis.kit.clock import utcnow
 from jarvis.orchestration.events import EVENTS_CHANNEL, Event
 from jarvis.orchestration.models import ExecutionEvent, events_table
@@ -28,7 +32,7 @@ from jarvis.realtime.bus import EventBus
 
 log = structlog.get_logger(__name__)
 
-Apply = Callable[[AsyncSession], Awaitable[Any]]
+Apply = Callable[[Connection], Any]
 
 
 class Emit(NamedTuple):
@@ -47,31 +51,39 @@ async def last_seq(session: AsyncSession, execution_id: str) -> int:
     return int(found or 0)
 
 
-async def store_events(
-    session: AsyncSession, execution_id: str, events: Sequence[Event], *, after: int
-) -> list[Event]:
-    """Number ``events`` from ``after + 1`` and add them to the session; return them whole."""
-    if not events:
-        return []
+def number_events(
+    execution_id: str, events: Sequence[Event], *, after: int
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """``events`` numbered from ``after + 1``, and their rows for ``events_table``."""
     now = utcnow()
     stamped = now.isoformat()
     numbered = [
         {**body, "executionId": execution_id, "seq": after + index, "at": stamped}
         for index, body in enumerate(events, start=1)
     ]
-    await session.execute(
-        insert(events_table),
-        [
-            {
-                "execution_id": execution_id,
-                "seq": body["seq"],
-                "type": body["type"],
-                "payload": body,
-                "created_at": now,
-            }
-            for body in numbered
-        ],
-    )
+    rows = [
+        {
+            "execution_id": execution_id,
+            "seq": body["seq"],
+            "type": body["type"],
+            "payload": body,
+            "created_at": now,
+        }
+        for body in numbered
+    ]
+    return numbered, rows
+
+
+async def store_events(
+    session: AsyncSession, execution_id: str, events: Sequence[Event], *, after: int
+) -> list[Event]:
+    """Number ``events`` from ``after + 1`` and add them to the session; return them whole."""
+    if not events:
+        return []
+    numbered, rows = number_events(execution_id, events, after=after)
+    # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
+    connection = await session.connection()
+    await connection.execute(insert(events_table), rows)
     return numbered
 
 
@@ -85,17 +97,22 @@ async def publish_events(bus: EventBus, events: Sequence[Event]) -> None:
 
 
 async def append_events(
-    session: AsyncSession, bus: EventBus | None, execution_id: str, events: Sequence[Event]
+    session: AsyncSession,
+    bus: EventBus | None,
+    execution_id: str,
+    events: Sequence[Event],
+    *,
+    first: bool = False,
 ) -> list[Event]:
     """Store ``events`` after the execution's newest one and publish them after commit
     (when there is a ``bus``: subscribers can always replay them from the database).
 
     For writers outside the engine (API decisions on a paused or queued execution); the
-    caller holds the execution row's lock, so numbers cannot collide.
+    caller holds the execution row's lock, so numbers cannot collide. ``first``: the
+    execution is new and has no events yet.
     """
-    numbered = await store_events(
-        session, execution_id, events, after=await last_seq(session, execution_id)
-    )
+    after = 0 if first else await last_seq(session, execution_id)
+    numbered = await store_events(session, execution_id, events, after=after)
     if bus is None:
         return numbered
 
@@ -183,6 +200,7 @@ class Recorder:
             batch, self._waiting = self._waiting, []
             try:
                 results, published = await self._commit(batch)
+                self.seq += len(published)
             except BaseException as exc:
                 if not isinstance(exc, asyncio.CancelledError) and self.failure is None:
                     self.failure = exc
@@ -198,35 +216,43 @@ class Recorder:
                     write.done.set_result(result)
 
     async def _commit(self, batch: list[_Write]) -> tuple[list[Any], list[Event]]:
+        return await self.db.run_write(lambda connection: self._apply_batch(connection, batch))
+
+    def _apply_batch(
+        self, connection: Connection, batch: list[_Write]
+    ) -> tuple[list[Any], list[Event]]:
+        """The batch's statements, in order (runs in a worker thread on SQLite)."""
         results: list[Any] = []
         events: list[Event] = []
-        async with unit_of_work(self.db) as session:
-            rows: list[dict[str, Any]] = []
-            statement: Executable | None = None
-            for write in batch:
-                if isinstance(write.apply, RowChange):
-                    if statement is not None and write.apply.statement is not statement:
-                        await session.execute(statement, rows)
-                        rows = []
-                    statement = write.apply.statement
-                    params, described = write.apply.describe()
-                    rows.append(params)
-                    events.extend(write.events)
-                    events.extend(described)
-                    results.append(None)
-                    continue
-                if statement is not None:  # keep the order: pending row changes go first
-                    await session.execute(statement, rows)
-                    statement, rows = None, []
-                result = await write.apply(session) if write.apply else None
+        rows: list[dict[str, Any]] = []
+        statement: Executable | None = None
+        for write in batch:
+            if isinstance(write.apply, RowChange):
+                if statement is not None and write.apply.statement is not statement:
+                    connection.execute(statement, rows)
+                    rows = []
+                statement = write.apply.statement
+                params, described = write.apply.describe()
+                rows.append(params)
                 events.extend(write.events)
-                if isinstance(result, Emit):
-                    events.extend(result.events)
-                    result = result.result
-                results.append(result)
-            if statement is not None:
-                await session.execute(statement, rows)
-            numbered = await store_events(session, self.execution_id, events, after=self.seq)
-        # Only a committed batch uses up its numbers.
-        self.seq += len(numbered)
+                events.extend(described)
+                results.append(None)
+                continue
+            if statement is not None:  # keep the order: pending row changes go first
+                connection.execute(statement, rows)
+                statement, rows = None, []
+            result = write.apply(connection) if write.apply else None
+            events.extend(write.events)
+            if isinstance(result, Emit):
+                events.extend(result.events)
+                result = result.result
+            results.append(result)
+        if statement is not None:
+            connection.execute(statement, rows)
+        numbered: list[Event] = []
+        if events:
+            numbered, event_rows = number_events(self.execution_id, events, after=self.seq)
+            connection.execute(insert(events_table), event_rows)
+        # Only a committed batch uses up its numbers: the caller's transaction commits
+        # right after this returns, and a failure there raises before seq moves on.
         return results, numbered

@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, bindparam, insert, update
 
 from jarvis.agents.kinds.base import (
     AgentKind,
@@ -164,6 +163,15 @@ class ExecutionRun:
         }
         self.cancel_requested = False
         self._failing_fast = False
+        # Layers completed so far; stored at the plan, a pause, the end or a hand-back (the
+        # layer_completed events are the record a resume counts).
+        self.layers_done = state.layers_done
+        # Agents whose step completed or failed: their metrics change at the end.
+        self.settled_agents: set[int] = {
+            s["agent_id"]
+            for s in state.steps
+            if s["agent_id"] is not None and s["status"] in ("completed", "failed")
+        }
         self._existing = {s["agent_id"]: s for s in state.steps if s["agent_id"] is not None}
         # Agent id -> step id; filled when the writer inserts a layer's steps.
         self.step_ids: dict[int, int] = {a: s["id"] for a, s in self._existing.items()}
@@ -184,7 +192,7 @@ class ExecutionRun:
     async def execute(self) -> tuple[LayerOutcome, str | None]:
         """Run the remaining layers; the outcome and, when failed, why."""
         for index, layer in enumerate(LAYER_ORDER):
-            if index < self.state.layers_done:
+            if index < self.layers_done:
                 continue
             outcome, error = await self._run_layer(index, layer)
             if outcome != "completed":
@@ -202,7 +210,9 @@ class ExecutionRun:
         # Not awaited: the agents start at once; the writer stores the steps first, and
         # everything about them after, in order (step ids are resolved when written).
         self.recorder.record(
-            lambda session: self._start_layer(session, layer, fresh, rerun, started=bool(existing))
+            lambda connection: self._start_layer(
+                connection, layer, fresh, rerun, started=bool(existing)
+            )
         )
         runnable = [c for c in fresh if c.skip_reason is None] + rerun
         policy = await self._failure_policy(layer)
@@ -222,8 +232,8 @@ class ExecutionRun:
         ]
         if waiting:
 
-            async def pause(session: AsyncSession) -> Emit:
-                await self._set_status(session, "awaiting_approval")
+            def pause(connection: Connection) -> Emit:
+                self._set_status(connection, "awaiting_approval")
                 steps = [
                     {
                         **self._fields(o.spec),
@@ -253,17 +263,21 @@ class ExecutionRun:
         )
         if plan is not None:
             completed_event["plan"] = plan
-        self.recorder.record(
-            lambda session: self._complete_layer(session, index + 1, plan), completed_event
-        )
+        self.layers_done = index + 1
+        if plan is None:
+            self.recorder.record(None, completed_event)
+        else:
+            self.recorder.record(
+                lambda connection: self._store_plan(connection, plan), completed_event
+            )
         return "completed", None
 
     def _outcome_of(self, spec: AgentSpec, row: dict[str, Any]) -> StepOutcome:
         return StepOutcome(spec, row["status"], row.get("output"), row.get("error"))
 
-    async def _start_layer(
+    def _start_layer(
         self,
-        session: AsyncSession,
+        connection: Connection,
         layer: Layer,
         fresh: Sequence[Candidate],
         rerun: Sequence[Candidate],
@@ -289,7 +303,7 @@ class ExecutionRun:
             for position, c in enumerate(fresh)
         ]
         if rows:
-            result = await session.execute(
+            result = connection.execute(
                 insert(steps_table).returning(steps_table.c.id, steps_table.c.agent_id), rows
             )
             for step_id, agent_id in result.tuples():
@@ -460,12 +474,15 @@ class ExecutionRun:
                 willRetry=False,
                 durationMs=duration,
             )
+            self.settled_agents.add(spec.id)
             if layer_policy == "fail_fast":
                 self._failing_fast = True
                 raise LayerFailed(spec.name) from None
             return StepOutcome(spec, "failed", error=failure.message)
         output = result.output
         status = "awaiting_approval" if settings.requires_approval else "completed"
+        if status == "completed":
+            self.settled_agents.add(spec.id)
         duration = _ms_since(started)
         usage = result.usage.as_json() if result.usage else None
         self._record_step(
@@ -536,25 +553,20 @@ class ExecutionRun:
 
     # --- database changes ------------------------------------------------------------------
 
-    async def _set_status(self, session: AsyncSession, status: str) -> None:
-        await session.execute(
+    def _set_status(self, connection: Connection, status: str) -> None:
+        connection.execute(
             update(executions_table)
             .where(executions_table.c.execution_id == self.state.execution_id)
-            .values(status=status)
+            .values(status=status, layers_done=self.layers_done)
         )
 
-    async def _complete_layer(
-        self, session: AsyncSession, layers_done: int, plan: dict[str, Any] | None
-    ) -> None:
-        """Count the layer as done; notice a cancellation requested through the database
-        (a backstop for a lost cancel message), at no extra round trip."""
-        values: dict[str, Any] = {"layers_done": layers_done}
-        if plan is not None:
-            values["plan"] = plan
-        cancel = await session.scalar(
+    def _store_plan(self, connection: Connection, plan: dict[str, Any]) -> None:
+        """Store the plan as soon as it is decided; notice a cancellation requested through
+        the database meanwhile (a backstop for a lost cancel message), in the same trip."""
+        cancel = connection.scalar(
             update(executions_table)
             .where(executions_table.c.execution_id == self.state.execution_id)
-            .values(**values)
+            .values(plan=plan, layers_done=self.layers_done)
             .returning(executions_table.c.cancel_requested_at)
         )
         if cancel is not None and not self.cancel_requested:

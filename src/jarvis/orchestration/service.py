@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER
-from jarvis.analytics.service import record_activity
+from jarvis.analytics.service import add_activity, record_activity
 from jarvis.auth.service import Principal
 from jarvis.db.session import after_commit
 from jarvis.errors import Conflict, Forbidden, NotFound
@@ -31,9 +31,10 @@ from jarvis.orchestration.events import CONTROL_CHANNEL, event, step_fields
 from jarvis.orchestration.models import (
     FINAL_STATUSES,
     AgentExecution,
-    Command,
     ExecutionEvent,
     ExecutionStep,
+    commands_table,
+    executions_table,
 )
 from jarvis.orchestration.recorder import append_events
 from jarvis.orchestration.schemas import Decision, ExecutionCreate
@@ -71,42 +72,49 @@ async def create_execution(
             f"{principal.email} acts as '{principal.persona}' and cannot run commands as "
             f"'{data.persona}'; only admins may act as another persona"
         )
-    execution = AgentExecution(
-        execution_id=str(uuid.uuid4()),
-        persona=data.persona,
-        command=data.command,
-        workflow_id=data.workflow_id,
-        status="queued",
-        created_by=actor.label,
-        created_by_id=actor.user_id,
-        retry_of=retry_of,
-        created_at=utcnow(),
-        layers_done=0,
+    now = utcnow()
+    values: dict[str, Any] = {
+        "execution_id": str(uuid.uuid4()),
+        "persona": data.persona,
+        "command": data.command,
+        "workflow_id": data.workflow_id,
+        "status": "queued",
+        "created_by": actor.label,
+        "created_by_id": actor.user_id,
+        "retry_of": retry_of,
+        "created_at": now,
+        "layers_done": 0,
+    }
+    # Core inserts on the session's connection: creating an execution is on every
+    # command's path, and the ORM's unit of work would add nothing here.
+    connection = await session.connection()
+    await connection.execute(insert(executions_table), values)
+    await connection.execute(
+        insert(commands_table),
+        {
+            "user_id": actor.user_id,
+            "issued_by": actor.label,
+            "persona": data.persona,
+            "text": data.command,
+            "source": source,
+            "execution_id": values["execution_id"],
+            "created_at": now,
+        },
     )
-    session.add(execution)
-    await session.flush()
-    session.add(
-        Command(
-            user_id=actor.user_id,
-            issued_by=actor.label,
+    await connection.run_sync(
+        lambda sync: add_activity(
+            sync,
+            type="command.issued",
+            title=data.command,
             persona=data.persona,
-            text=data.command,
-            source=source,
-            execution_id=execution.execution_id,
-            created_at=execution.created_at,
+            user_id=actor.user_id,
+            actor=actor.label,
+            execution_id=values["execution_id"],
         )
     )
-    await record_activity(
-        session,
-        type="command.issued",
-        title=data.command[:300],
-        persona=data.persona,
-        user_id=actor.user_id,
-        actor=actor.label,
-        execution_id=execution.execution_id,
-    )
+    execution = AgentExecution(**values)
     queued = event("execution_queued", persona=data.persona, command=data.command, retryOf=retry_of)
-    await append_events(session, bus, execution.execution_id, [queued])
+    await append_events(session, bus, execution.execution_id, [queued], first=True)
     return execution
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from jarvis.agents.kinds.base import (
     AgentKind,
@@ -18,6 +18,12 @@ from jarvis.agents.kinds.base import (
 
 
 class EchoConfig(KindConfig):
+    """Unknown keys are kept, not refused: echo is also the kind of every agent created
+    before kinds existed (the migration gave them ``echo``), whose ``config`` was free-form
+    JSON and must stay editable."""
+
+    model_config = ConfigDict(extra="allow")
+
     delay_ms: int = Field(default=0, ge=0, le=600_000, description="Wait this long first.")
     input: str = Field(
         default="command",
