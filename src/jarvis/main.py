@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from jarvis import __version__
 from jarvis.agents.listing import AgentPageCache
+from jarvis.agents.kind_routes import router as agent_kinds_router
 from jarvis.agents.routes import router as agents_router
 from jarvis.analytics.routes import router as activities_router
 from jarvis.auth.routes import router as auth_router
@@ -102,6 +103,7 @@ def create_app(
         health_router,
         auth_router,
         agents_router,
+        agent_kinds_router,
         personas_router,
         config_router,
         snapshots_router,

@@ -12,10 +12,12 @@ from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.agents.service import delete_agent
 from jarvis.auth.models import User, UserProfile
+from jarvis.config.models import BusinessRule, Template
+from jarvis.config.rules import RuleSetIn, get_rule_set, get_template, save_rule_set
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.demo.data import AGENTS, PERSONAS, USERS
+from jarvis.demo.data import AGENTS, PERSONAS, RULE_SETS, TEMPLATES, USERS
 from jarvis.demo.service import DemoResult, seed_demo
 from jarvis.personas.models import RolePersona
 from tests.factories import TEST_ACTOR, create_agent
@@ -151,6 +153,7 @@ async def test_second_run_adds_nothing(client: httpx.AsyncClient, db: Database) 
     assert again.personas_created == 0
     assert again.agents_created == 0
     assert again.users_created == []
+    assert (again.rule_sets_created, again.templates_created) == (0, 0)
     assert await counts(db) == before
     # nothing was touched either: same versions, same values
     assert await all_agents(client) == agents_before
@@ -200,3 +203,40 @@ async def test_only_if_empty_seeds_an_empty_database(db: Database) -> None:
     assert await counts(db) == (len(PERSONAS), len(AGENTS), len(USERS))
     # and a later run with only_if_empty now skips
     assert (await run_seed(db, only_if_empty=True)).skipped is True
+
+
+async def test_seed_stores_the_rule_tables_and_templates_the_agents_use(db: Database) -> None:
+    # An operator's own version of a demo rule table is kept, not replaced.
+    mine = RuleSetIn.model_validate(
+        {
+            "name": "itil-priority",
+            "definition": {"rules": [{"when": [], "outcome": "P2", "reasonCode": "all_p2"}]},
+        }
+    )
+    async with unit_of_work(db) as session:
+        await save_rule_set(session, mine, actor=TEST_ACTOR)
+
+    result = await run_seed(db)
+    assert result.rule_sets_created == len(RULE_SETS) - 1
+    assert result.templates_created == len(TEMPLATES)
+    async with unit_of_work(db, write=False) as session:
+        kept = await get_rule_set(session, "itil-priority")
+        assert (kept.version, kept.definition["rules"][0]["outcome"]) == (1, "P2")
+        for rule_set in RULE_SETS:
+            assert (await get_rule_set(session, rule_set.name)).version == 1
+        for template in TEMPLATES:
+            row = await get_template(session, template.name)
+            assert (row.version, row.body) == (1, template.body)
+        counts = [
+            int(await session.scalar(select(func.count()).select_from(model)) or 0)
+            for model in (BusinessRule, Template)
+        ]
+    assert counts == [len(RULE_SETS), len(TEMPLATES)]
+    # every name an agent refers to exists now
+    named = {a.config.get("ruleSet") for a, _ in AGENTS} | {
+        a.config.get("template") for a, _ in AGENTS
+    }
+    assert named - {None} <= {r.name for r in RULE_SETS} | {t.name for t in TEMPLATES}
+
+    again = await run_seed(db)
+    assert (again.rule_sets_created, again.templates_created) == (0, 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from jarvis import __version__
-from jarvis.cli import agents, audit, config, db, seed, tokens, users
+from jarvis.cli import agents, audit, config, db, executions, seed, tokens, users
 from jarvis.cli.common import console
+from jarvis.cli.run import run_command
 from jarvis.cli.serve import serve
 
 cli = typer.Typer(
@@ -23,6 +24,8 @@ cli.add_typer(users.app, name="users")
 cli.add_typer(tokens.app, name="tokens")
 cli.add_typer(audit.app, name="audit")
 cli.add_typer(config.app, name="config")
+cli.command("run")(run_command)
+cli.add_typer(executions.app, name="executions")
 
 
 @cli.command()

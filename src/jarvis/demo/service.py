@@ -11,8 +11,10 @@ from jarvis.agents.models import Agent
 from jarvis.agents.service import create_agent
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.config.models import BusinessRule, Template
+from jarvis.config.rules import save_rule_set, save_template
 from jarvis.config.service import ConfigService
-from jarvis.demo.data import AGENTS, PERSONAS, USERS
+from jarvis.demo.data import AGENTS, PERSONAS, RULE_SETS, TEMPLATES, USERS
 from jarvis.governance.audit import Actor
 from jarvis.personas.service import ensure_persona
 
@@ -24,6 +26,8 @@ class DemoResult:
     personas_created: int = 0
     agents_created: int = 0
     users_created: list[tuple[str, str]] = field(default_factory=list)  # (email, password)
+    rule_sets_created: int = 0
+    templates_created: int = 0
     skipped: bool = False
 
 
@@ -31,10 +35,25 @@ async def has_agents(session: AsyncSession) -> bool:
     return bool(await session.scalar(select(func.count()).select_from(Agent)))
 
 
+async def _seed_rules_and_templates(session: AsyncSession, result: DemoResult) -> None:
+    """The rule tables and templates the demo agents use, unless a name already exists
+    (an operator's newer version of a demo table is never overwritten)."""
+    rule_names = set((await session.scalars(select(BusinessRule.name).distinct())).all())
+    for rule_set in RULE_SETS:
+        if rule_set.name not in rule_names:
+            await save_rule_set(session, rule_set, actor=SEED_ACTOR)
+            result.rule_sets_created += 1
+    template_names = set((await session.scalars(select(Template.name).distinct())).all())
+    for template in TEMPLATES:
+        if template.name not in template_names:
+            await save_template(session, template, actor=SEED_ACTOR)
+            result.templates_created += 1
+
+
 async def seed_demo(
     session: AsyncSession, *, config: ConfigService, only_if_empty: bool = False
 ) -> DemoResult:
-    """Add the demo personas, agents and users that are not there yet."""
+    """Add the demo personas, rule tables, templates, agents and users not there yet."""
     result = DemoResult()
     if only_if_empty and await has_agents(session):
         result.skipped = True
@@ -42,6 +61,7 @@ async def seed_demo(
     for persona in PERSONAS:
         if await ensure_persona(session, persona, actor=SEED_ACTOR, config=config):
             result.personas_created += 1
+    await _seed_rules_and_templates(session, result)
     existing = set((await session.scalars(select(func.lower(Agent.name)))).all())
     for data, metrics in AGENTS:
         if data.name.lower() in existing:

@@ -260,7 +260,7 @@ class Engine:
                     update(steps_table)
                     .where(
                         steps_table.c.execution_id == state.execution_id,
-                        steps_table.c.status.in_(("running", "awaiting_approval")),
+                        steps_table.c.status.in_(("pending", "running", "awaiting_approval")),
                     )
                     .values(status="cancelled", error="cancelled by request", completed_at=now)
                 )
@@ -402,23 +402,21 @@ def _steps_of(connection: Connection, execution_id: str) -> list[dict[str, Any]]
 
 def _result(run: ExecutionRun) -> dict[str, Any]:
     """The execution's answer: the Interface layer's text, and every agent's output."""
-    texts = [
-        output["text"]
-        for output in run.context["layers"]["Interface"].values()
-        if isinstance(output, dict) and isinstance(output.get("text"), str)
-    ]
+    texts = [text for text in map(_text_of, run.context["layers"]["Interface"].values()) if text]
     if not texts:  # no Interface text: the last text any layer produced
-        texts = [
-            output["text"]
-            for output in run.context["outputs"].values()
-            if isinstance(output, dict) and isinstance(output.get("text"), str)
-        ][-1:]
+        texts = [text for text in map(_text_of, run.context["outputs"].values()) if text][-1:]
     plan = run.plan or {}
     return {
         "response": "\n\n".join(texts) if texts else None,
         "intent": plan.get("intent"),
         "outputs": run.context["outputs"],
     }
+
+
+def _text_of(output: Any) -> str | None:
+    """An output's ``text`` when it says something (a template may render nothing)."""
+    text = output.get("text") if isinstance(output, dict) else None
+    return text.strip() if isinstance(text, str) and text.strip() else None
 
 
 def _error_code(status: str, error: str | None) -> str:

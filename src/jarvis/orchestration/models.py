@@ -35,6 +35,7 @@ EXECUTION_STATUSES = (
 )
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "rejected"})
 STEP_STATUSES = (
+    "pending",
     "running",
     "completed",
     "failed",

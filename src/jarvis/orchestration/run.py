@@ -61,6 +61,7 @@ LayerOutcome = Literal["completed", "failed", "paused"]
 # A running step's columns; updates override what changed.
 _RUNNING: dict[str, Any] = {
     "status": "running",
+    "started_at": None,
     "attempt": 1,
     "output": None,
     "error": None,
@@ -74,6 +75,10 @@ _STEP_UPDATE = update(steps_table).where(steps_table.c.id == bindparam("b_step_i
 
 class LayerFailed(Exception):
     """A step failed in a ``fail_fast`` layer: its siblings are cancelled."""
+
+    def __init__(self, outcome: StepOutcome) -> None:
+        super().__init__(outcome.spec.name)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class ExecutionRun:
             if s["agent_id"] is not None and s["status"] in ("completed", "failed")
         }
         self._existing = {s["agent_id"]: s for s in state.steps if s["agent_id"] is not None}
+        # When each step's agent began (every step update sets all columns).
+        self._started_at: dict[int, datetime | None] = {}
         # Agent id -> step id; filled when the writer inserts a layer's steps.
         self.step_ids: dict[int, int] = {a: s["id"] for a, s in self._existing.items()}
         self._handles = {c.spec.id: c.spec.handle for cs in layers.values() for c in cs}
@@ -206,7 +213,11 @@ class ExecutionRun:
         }
         fresh = [c for c in candidates if c.spec.id not in existing]
         # Steps a lost worker left running are run again; settled ones are kept.
-        rerun = [c for c in candidates if existing.get(c.spec.id, {}).get("status") == "running"]
+        rerun = [
+            c
+            for c in candidates
+            if existing.get(c.spec.id, {}).get("status") in ("pending", "running")
+        ]
         # Not awaited: the agents start at once; the writer stores the steps first, and
         # everything about them after, in order (step ids are resolved when written).
         self.recorder.record(
@@ -284,8 +295,7 @@ class ExecutionRun:
         *,
         started: bool,
     ) -> Emit:
-        """Insert the layer's new steps (running or skipped) and say so."""
-        now = utcnow()
+        """Insert the layer's new steps (pending, or skipped with the reason) and say so."""
         rows = [
             {
                 "execution_id": self.state.execution_id,
@@ -294,11 +304,10 @@ class ExecutionRun:
                 "agent_kind": c.spec.kind,
                 "layer": layer.value,
                 "position": position,
-                "status": "running" if c.skip_reason is None else "skipped",
+                "status": "pending" if c.skip_reason is None else "skipped",
                 "attempt": 1,
                 "input": self._step_input(c.spec) if c.skip_reason is None else None,
                 "error": c.skip_reason,
-                "started_at": now if c.skip_reason is None else None,
             }
             for position, c in enumerate(fresh)
         ]
@@ -306,25 +315,35 @@ class ExecutionRun:
             result = connection.execute(
                 insert(steps_table).returning(steps_table.c.id, steps_table.c.agent_id), rows
             )
-            for step_id, agent_id in result.tuples():
+            for step_id, agent_id in result:
                 self.step_ids[agent_id] = step_id
         events: list[dict[str, Any]] = []
         if not started:
             events.append(event("layer_started", layer=layer.value, agents=len(fresh)))
         for c in fresh:
-            fields = self._fields(c.spec)
-            if c.skip_reason is None:
-                events.append(event("step_started", **fields, kind=c.spec.kind, attempt=1))
-            else:
-                events.append(event("step_skipped", **fields, reason=c.skip_reason))
-        for c in rerun:
-            row = self._existing[c.spec.id]
-            events.append(
-                event(
-                    "step_started", **self._fields(c.spec), kind=c.spec.kind, attempt=row["attempt"]
-                )
-            )
+            if c.skip_reason is not None:
+                events.append(event("step_skipped", **self._fields(c.spec), reason=c.skip_reason))
+        # step_started follows when each agent actually begins (it may wait for a slot).
         return Emit(None, events)
+
+    def _record_cancelled(self, spec: AgentSpec, *, attempt: int, started: float | None) -> None:
+        why = (
+            "cancelled by request"
+            if self.cancel_requested
+            else "cancelled: another agent of the layer failed"
+        )
+        self._record_step(
+            spec,
+            {
+                "status": "cancelled",
+                "attempt": attempt,
+                "error": why,
+                "completed_at": utcnow(),
+                "duration_ms": None if started is None else _ms_since(started),
+            },
+            "step_cancelled",
+            attempt=attempt,
+        )
 
     def _fields(self, spec: AgentSpec) -> dict[str, Any]:
         return step_fields(self.step_ids[spec.id], spec.id, spec.name, spec.layer)
@@ -337,7 +356,7 @@ class ExecutionRun:
         Every update sets the same columns (the engine knows them all: it is the only
         writer of a running step), so updates that meet in a batch are one executemany.
         """
-        row = {**_RUNNING, **values}
+        row = {**_RUNNING, "started_at": self._started_at.get(spec.id), **values}
 
         def describe() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             return (
@@ -375,10 +394,22 @@ class ExecutionRun:
         outcomes: list[StepOutcome] = []
 
         async def one(candidate: Candidate) -> None:
-            async with gate:
-                attempt = existing.get(candidate.spec.id, {}).get("attempt", 1)
-                outcome = await self._run_step(candidate.spec, attempt, policy)
-                outcomes.append(outcome)
+            spec = candidate.spec
+            entered = False
+            try:
+                async with gate:
+                    entered = True
+                    attempt = existing.get(spec.id, {}).get("attempt", 1)
+                    outcomes.append(await self._run_step(spec, attempt, policy))
+            except LayerFailed as failed:
+                outcomes.append(failed.outcome)
+                raise
+            except asyncio.CancelledError:
+                # Still waiting for a slot: settle the step here (a started one settles in
+                # _run_step). On a shutdown it stays pending and runs on resume.
+                if not entered and (self.cancel_requested or self._failing_fast):
+                    self._record_cancelled(spec, attempt=1, started=None)
+                raise
 
         if len(runnable) == 1:
             try:
@@ -409,6 +440,10 @@ class ExecutionRun:
 
     async def _run_step(self, spec: AgentSpec, attempt: int, layer_policy: str) -> StepOutcome:
         started = time.perf_counter()
+        self._started_at[spec.id] = utcnow()
+        self._record_step(
+            spec, {"attempt": attempt}, "step_started", kind=spec.kind, attempt=attempt
+        )
         try:
             kind, settings = self._prepare(spec)
             scope, policy = await self._step_policy(spec)
@@ -440,20 +475,7 @@ class ExecutionRun:
                 )
         except asyncio.CancelledError:
             if self.cancel_requested or self._failing_fast:
-                self._record_step(
-                    spec,
-                    {
-                        "status": "cancelled",
-                        "attempt": attempt,
-                        "error": "cancelled by request"
-                        if self.cancel_requested
-                        else "cancelled: another agent of the layer failed",
-                        "completed_at": utcnow(),
-                        "duration_ms": _ms_since(started),
-                    },
-                    "step_cancelled",
-                    attempt=attempt,
-                )
+                self._record_cancelled(spec, attempt=attempt, started=started)
             # Otherwise the engine is shutting down: the step stays 'running' and is run
             # again when the execution resumes.
             raise
@@ -475,10 +497,11 @@ class ExecutionRun:
                 durationMs=duration,
             )
             self.settled_agents.add(spec.id)
+            outcome = StepOutcome(spec, "failed", error=failure.message)
             if layer_policy == "fail_fast":
                 self._failing_fast = True
-                raise LayerFailed(spec.name) from None
-            return StepOutcome(spec, "failed", error=failure.message)
+                raise LayerFailed(outcome) from None
+            return outcome
         output = result.output
         status = "awaiting_approval" if settings.requires_approval else "completed"
         if status == "completed":

@@ -6,9 +6,10 @@ Pure functions over the registry's rows, so the rules are easy to read and to te
   (its own persona, or every persona when ``serves_all_personas``);
 - ``blocked`` and ``rejected`` agents never run: they are recorded as skipped with the
   reason;
-- after the Meta Brain layer the plan names the intent; Process and System agents whose
-  configured ``intents`` do not include it are skipped (agents that declare none serve
-  every intent).
+- after the Meta Brain layer the plan names the intent; Process, System and Interface
+  agents whose configured ``intents`` do not include it are skipped (agents that declare
+  none serve every intent), so an answer or an e-mail draft meant for one intent is not
+  produced (or held for approval) for another.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jarvis.agents.kinds.base import AgentSpec, agent_handle
 from jarvis.agents.layers import LAYER_ORDER, Layer
 
 BARRED_STATUSES = frozenset({"blocked", "rejected"})
-PLANNED_LAYERS = frozenset({Layer.PROCESS.value, Layer.SYSTEM.value})
+PLANNED_LAYERS = (Layer.PROCESS.value, Layer.SYSTEM.value, Layer.INTERFACE.value)
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,10 @@ def find_intent(outputs: Iterable[tuple[AgentSpec, Mapping[str, Any]]]) -> dict[
 def make_plan(
     decision: Mapping[str, Any], layers: Mapping[str, Sequence[Candidate]]
 ) -> dict[str, Any]:
-    """The stored plan: the intent and, for Process and System, who runs and who does not."""
+    """The stored plan: the intent and, for the planned layers, who runs and who does not."""
     intent = decision.get("intent")
     plan: dict[str, Any] = {**decision, "layers": {}}
-    for layer in (Layer.PROCESS.value, Layer.SYSTEM.value):
+    for layer in PLANNED_LAYERS:
         selected: list[dict[str, Any]] = []
         excluded: list[dict[str, Any]] = []
         for candidate in layers.get(layer, ()):

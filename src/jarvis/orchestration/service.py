@@ -239,7 +239,7 @@ async def cancel_execution(
             update(ExecutionStep)
             .where(
                 ExecutionStep.execution_id == execution_id,
-                ExecutionStep.status.in_(("running", "awaiting_approval")),
+                ExecutionStep.status.in_(("pending", "running", "awaiting_approval")),
             )
             .values(status="cancelled", error=f"cancelled by {actor.label}", completed_at=now)
         )

@@ -135,7 +135,7 @@ def upgrade() -> None:
         sa.Column("decision_comment", sa.Text(), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "status IN ('running', 'completed', 'failed', 'skipped', 'cancelled', 'awaiting_approval', 'rejected')",
+            "status IN ('pending', 'running', 'completed', 'failed', 'skipped', 'cancelled', 'awaiting_approval', 'rejected')",
             name=op.f("ck_agent_execution_steps_status"),
         ),
         sa.ForeignKeyConstraint(
