@@ -59,6 +59,8 @@ from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
 from jarvis.governance.audit import Actor, verify_ledger
+from jarvis.orchestration.schemas import ExecutionCreate
+from jarvis.orchestration.service import create_execution
 from tests.factories import TEST_ACTOR, bearer, create_user, token_for
 
 BASE_URL = "http://testserver"
@@ -68,8 +70,9 @@ PROBLEM = "application/problem+json"
 # JARVIS_FUZZ_EXAMPLES=300 makes a deeper hunt (some 3 minutes per backend).
 MAX_EXAMPLES = int(os.environ.get("JARVIS_FUZZ_EXAMPLES", "30"))
 HOSTILE = "hostile"
-# The demo has 23 agents; one id past them stays a 404.
-KNOWN_AGENT_IDS = st.integers(min_value=1, max_value=24)
+# The demo has 28 agents; one id past them stays a 404.
+DEMO_AGENTS = 28
+KNOWN_AGENT_IDS = st.integers(min_value=1, max_value=DEMO_AGENTS + 1)
 KNOWN_VERSIONS = st.integers(min_value=1, max_value=4)
 # Configuration: built-in keys, the change requests and snapshots seeded below.
 KNOWN_KEYS = st.sampled_from(
@@ -91,7 +94,12 @@ PATH_PINS = {
     "request_id": KNOWN_REQUESTS,
     "snapshot_id": KNOWN_SNAPSHOTS,
     "name": st.sampled_from(["property.appetite", "broker.ack", "no.such.name"]),
+    # Replaced by the executions seeded in the test (plus one that does not exist).
+    "execution_id": st.just("00000000-0000-0000-0000-000000000000"),
 }
+# Executions by the action they should meet: paused ones to approve, others to reject,
+# finished ones to retry (filled in by _seed_executions).
+EXECUTION_PINS: dict[str, st.SearchStrategy[str]] = {}
 # Bodies that name stored things (a key's version, an importable document), merged into the
 # generated body when pinned, so that these writes reach real rows too.
 _VERSION_REF = st.fixed_dictionaries(
@@ -107,6 +115,14 @@ BODY_PINS: dict[str, st.SearchStrategy[Any]] = {
             "key": st.sampled_from(["agent.max_retries", "agent.timeout_seconds"]),
             "value": st.integers(min_value=-1, max_value=11),
             "scope": st.sampled_from([{}, {"persona": "underwriter"}, {"agentId": 1}]),
+        }
+    ),
+    "POST /api/agent-executions": st.fixed_dictionaries(
+        {
+            "command": st.sampled_from(
+                ["Laptop won't connect to VPN, urgent", "Which agents are waiting for approval?"]
+            ),
+            "persona": st.sampled_from(["admin", "underwriter", "it_support"]),
         }
     ),
     "POST /api/config/revert": _VERSION_REF,
@@ -310,6 +326,8 @@ class FuzzRun:
         decision = operation.path.rsplit("/", 1)[-1]
         if "request_id" in pinned and decision in DECISION_REQUESTS:
             pinned["request_id"] = DECISION_REQUESTS[decision]
+        if "execution_id" in pinned:
+            pinned["execution_id"] = EXECUTION_PINS.get(decision, EXECUTION_PINS["any"])
         body_pin = BODY_PINS.get(operation.label) if generation.is_positive else None
 
         # derandomize: the same command sends the same cases. (Another selection of test
@@ -462,12 +480,37 @@ async def _seed_configuration(config: ConfigService, db: Database, admin: Any) -
             await config.set_value(session, "llm.provider", provider, actor=actor)
 
 
+async def _seed_executions(app: FastAPI, db: Database, admin: Any) -> None:
+    """Executions in every state the routes act on: paused ones (the demo's broker e-mail
+    awaits approval) to approve and others to reject, finished ones to retry."""
+    actor = Actor(label=admin.email, user_id=admin.id)
+    review = ExecutionCreate(
+        command="Review the new submission from Acme Logistics", persona="underwriter"
+    )
+    incident = ExecutionCreate(command="Laptop won't connect to VPN, urgent", persona="it_support")
+    ids: dict[str, list[str]] = {"paused": [], "finished": []}
+    for data, kind in ((review, "paused"),) * 8 + ((incident, "finished"),) * 2:
+        async with unit_of_work(db) as session:
+            execution = await create_execution(session, data, actor=actor)
+        status = await app.state.engine.run(execution.execution_id)
+        assert status == ("awaiting_approval" if kind == "paused" else "completed"), status
+        ids[kind].append(execution.execution_id)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    EXECUTION_PINS.update(
+        approve=st.sampled_from(ids["paused"][:4]),
+        reject=st.sampled_from(ids["paused"][4:]),
+        retry=st.sampled_from(ids["finished"]),
+        any=st.sampled_from([*ids["paused"], *ids["finished"], unknown]),
+    )
+
+
 async def test_fuzz_the_whole_api(app: FastAPI, db: Database) -> None:
     async with unit_of_work(db) as session:
         seeded = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
-    assert seeded.agents_created == 23
+    assert seeded.agents_created == DEMO_AGENTS
     admin = await create_user(db, persona="admin")
     await _seed_configuration(app.state.config, db, admin)
+    await _seed_executions(app, db, admin)
     underwriter = await create_user(db, persona="underwriter")
     headers = {
         "admin": bearer(await token_for(db, admin)),
@@ -484,7 +527,7 @@ async def test_fuzz_the_whole_api(app: FastAPI, db: Database) -> None:
         document = served.json()
         schema = schemathesis.openapi.from_dict(document)
         operations = sorted((result.ok() for result in schema.get_all_operations()), key=_order)
-        assert len(operations) >= 14, [op.label for op in operations]
+        assert len(operations) >= 24, [op.label for op in operations]
 
         run = FuzzRun(asyncio.get_running_loop(), client, headers, document)
         started = time.monotonic()
