@@ -150,6 +150,8 @@ class _Write:
     apply: Apply | RowChange | None
     events: tuple[Event, ...]
     done: asyncio.Future[Any]
+    # Reads and changes no row that a queued RowChange changes: it may run before them.
+    independent: bool = False
 
 
 class Recorder:
@@ -165,20 +167,28 @@ class Recorder:
         # The first failed batch: later writes would describe a state that is not stored.
         self.failure: BaseException | None = None
 
-    def submit(self, apply: Apply | RowChange | None, *events: Event) -> asyncio.Future[Any]:
-        """Queue a transition; the future resolves to ``apply``'s result once committed."""
+    def submit(
+        self, apply: Apply | RowChange | None, *events: Event, independent: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue a transition; the future resolves to ``apply``'s result once committed.
+
+        ``independent``: ``apply`` neither reads nor changes rows that queued row changes
+        touch (it inserts new rows, or changes another table), so it may run before them.
+        """
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Write(apply, events, done))
+        self._waiting.append(_Write(apply, events, done, independent))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return done
 
-    def record(self, apply: Apply | RowChange | None, *events: Event) -> None:
+    def record(
+        self, apply: Apply | RowChange | None, *events: Event, independent: bool = False
+    ) -> None:
         """Queue a transition without waiting for it (it is stored before anything queued
-        later). Raises at once if an earlier write failed."""
+        later that depends on it). Raises at once if an earlier write failed."""
         if self.failure is not None:
             raise RecordingFailed(str(self.failure)) from self.failure
-        self.submit(apply, *events).add_done_callback(_retrieve)
+        self.submit(apply, *events, independent=independent).add_done_callback(_retrieve)
 
     async def write(self, apply: Apply | None, *events: Event) -> Any:
         """Record a transition and wait until it is committed and published.
@@ -238,7 +248,9 @@ class Recorder:
                 events.extend(described)
                 results.append(None)
                 continue
-            if statement is not None:  # keep the order: pending row changes go first
+            if statement is not None and not write.independent:
+                # Keep the order: pending row changes go first, unless this write touches
+                # none of those rows (then they wait, and more of them share a statement).
                 connection.execute(statement, rows)
                 statement, rows = None, []
             result = write.apply(connection) if write.apply else None

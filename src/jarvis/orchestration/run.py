@@ -223,7 +223,8 @@ class ExecutionRun:
         self.recorder.record(
             lambda connection: self._start_layer(
                 connection, layer, fresh, rerun, started=bool(existing)
-            )
+            ),
+            independent=True,
         )
         runnable = [c for c in fresh if c.skip_reason is None] + rerun
         policy = await self._failure_policy(layer)
@@ -276,10 +277,12 @@ class ExecutionRun:
             completed_event["plan"] = plan
         self.layers_done = index + 1
         if plan is None:
-            self.recorder.record(None, completed_event)
+            self.recorder.record(None, completed_event, independent=True)
         else:
             self.recorder.record(
-                lambda connection: self._store_plan(connection, plan), completed_event
+                lambda connection: self._store_plan(connection, plan),
+                completed_event,
+                independent=True,
             )
         return "completed", None
 
