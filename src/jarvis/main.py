@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from jarvis import __version__
-from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.kind_routes import router as agent_kinds_router
+from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.analytics.routes import router as activities_router
 from jarvis.auth.routes import router as auth_router

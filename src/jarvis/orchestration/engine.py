@@ -191,9 +191,12 @@ class Engine:
             await self._finish(run, claimed, "completed", None)
             return "completed"
         finally:
-            self._running.pop(execution_id, None)
-            self._runs.pop(execution_id, None)
-            self._cancel_requested.discard(execution_id)
+            # Only our own registration: an approval may already have started the next run
+            # of this execution while this one was recording its pause.
+            if self._running.get(execution_id) is task:
+                self._running.pop(execution_id, None)
+                self._runs.pop(execution_id, None)
+                self._cancel_requested.discard(execution_id)
 
     def _services(self) -> KindServices:
         return KindServices(db=self.db, config=self.config, llm=self._provider, http=self.http)

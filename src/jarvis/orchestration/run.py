@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from jarvis.agents.kinds.base import (
     AgentKind,
@@ -298,7 +298,16 @@ class ExecutionRun:
         *,
         started: bool,
     ) -> Emit:
-        """Insert the layer's new steps (pending, or skipped with the reason) and say so."""
+        """Insert the layer's new steps (pending, or skipped with the reason) and say so;
+        notice a cancellation requested through the database (a backstop for a lost cancel
+        message: the agents just started are stopped at once)."""
+        cancel = connection.scalar(
+            select(executions_table.c.cancel_requested_at).where(
+                executions_table.c.execution_id == self.state.execution_id
+            )
+        )
+        if cancel is not None and not self.cancel_requested:
+            self.on_cancel_requested()
         rows = [
             {
                 "execution_id": self.state.execution_id,
