@@ -36,6 +36,11 @@ BUILTIN = {
     "llm.model",
     "sla.success_rate_min",
     "sla.response_time_ms",
+    "execution.max_parallel_agents",
+    "execution.failure_policy",
+    "http.allowed_hosts",
+    "llm.base_url",
+    "llm.timeout_seconds",
 }
 SCHEME = {
     "primary": "#b45309",
@@ -136,7 +141,7 @@ async def test_registry_pages_without_overlap(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     pages = []
-    for offset in (0, 5, 10):
+    for offset in range(0, len(BUILTIN), 5):
         response = await client.get(
             f"{API}/registry", params={"limit": 5, "offset": offset}, headers=admin_headers
         )
