@@ -183,12 +183,15 @@ class Recorder:
 
     def record(
         self, apply: Apply | RowChange | None, *events: Event, independent: bool = False
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Queue a transition without waiting for it (it is stored before anything queued
-        later that depends on it). Raises at once if an earlier write failed."""
+        later that depends on it); its future, for callbacks. Raises at once if an earlier
+        write failed."""
         if self.failure is not None:
             raise RecordingFailed(str(self.failure)) from self.failure
-        self.submit(apply, *events, independent=independent).add_done_callback(_retrieve)
+        done = self.submit(apply, *events, independent=independent)
+        done.add_done_callback(_retrieve)
+        return done
 
     async def write(self, apply: Apply | None, *events: Event) -> Any:
         """Record a transition and wait until it is committed and published.

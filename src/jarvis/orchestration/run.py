@@ -218,14 +218,17 @@ class ExecutionRun:
             for c in candidates
             if existing.get(c.spec.id, {}).get("status") in ("pending", "running")
         ]
+        # What each agent starts from, taken now: the writer may store the steps only
+        # after later agents have already added their outputs to the context.
+        inputs = {c.spec.id: self._step_input(c.spec) for c in fresh if c.skip_reason is None}
         # Not awaited: the agents start at once; the writer stores the steps first, and
         # everything about them after, in order (step ids are resolved when written).
         self.recorder.record(
             lambda connection: self._start_layer(
-                connection, layer, fresh, rerun, started=bool(existing)
+                connection, layer, fresh, rerun, inputs, started=bool(existing)
             ),
             independent=True,
-        )
+        ).add_done_callback(self._notice_cancel)
         runnable = [c for c in fresh if c.skip_reason is None] + rerun
         policy = await self._failure_policy(layer)
         outcomes = await self._run_agents(runnable, policy, existing)
@@ -283,7 +286,7 @@ class ExecutionRun:
                 lambda connection: self._store_plan(connection, plan),
                 completed_event,
                 independent=True,
-            )
+            ).add_done_callback(self._notice_cancel)
         return "completed", None
 
     def _outcome_of(self, spec: AgentSpec, row: dict[str, Any]) -> StepOutcome:
@@ -295,19 +298,18 @@ class ExecutionRun:
         layer: Layer,
         fresh: Sequence[Candidate],
         rerun: Sequence[Candidate],
+        inputs: dict[int, dict[str, Any]],
         *,
         started: bool,
     ) -> Emit:
         """Insert the layer's new steps (pending, or skipped with the reason) and say so;
-        notice a cancellation requested through the database (a backstop for a lost cancel
-        message: the agents just started are stopped at once)."""
+        read whether a cancellation was requested through the database (a backstop for a
+        lost cancel message: the agents just started are stopped at once)."""
         cancel = connection.scalar(
             select(executions_table.c.cancel_requested_at).where(
                 executions_table.c.execution_id == self.state.execution_id
             )
         )
-        if cancel is not None and not self.cancel_requested:
-            self.on_cancel_requested()
         rows = [
             {
                 "execution_id": self.state.execution_id,
@@ -318,7 +320,7 @@ class ExecutionRun:
                 "position": position,
                 "status": "pending" if c.skip_reason is None else "skipped",
                 "attempt": 1,
-                "input": self._step_input(c.spec) if c.skip_reason is None else None,
+                "input": inputs.get(c.spec.id),
                 "error": c.skip_reason,
             }
             for position, c in enumerate(fresh)
@@ -336,7 +338,7 @@ class ExecutionRun:
             if c.skip_reason is not None:
                 events.append(event("step_skipped", **self._fields(c.spec), reason=c.skip_reason))
         # step_started follows when each agent actually begins (it may wait for a slot).
-        return Emit(None, events)
+        return Emit(cancel, events)
 
     def _record_cancelled(self, spec: AgentSpec, *, attempt: int, started: float | None) -> None:
         why = (
@@ -595,16 +597,23 @@ class ExecutionRun:
             .values(status=status, layers_done=self.layers_done)
         )
 
-    def _store_plan(self, connection: Connection, plan: dict[str, Any]) -> None:
-        """Store the plan as soon as it is decided; notice a cancellation requested through
-        the database meanwhile (a backstop for a lost cancel message), in the same trip."""
-        cancel = connection.scalar(
+    def _store_plan(self, connection: Connection, plan: dict[str, Any]) -> Any:
+        """Store the plan as soon as it is decided; return ``cancel_requested_at`` (a
+        backstop for a lost cancel message, read in the same trip)."""
+        return connection.scalar(
             update(executions_table)
             .where(executions_table.c.execution_id == self.state.execution_id)
             .values(plan=plan, layers_done=self.layers_done)
             .returning(executions_table.c.cancel_requested_at)
         )
-        if cancel is not None and not self.cancel_requested:
+
+    def _notice_cancel(self, done: asyncio.Future[Any]) -> None:
+        """A cancellation read from the database stops the run. A done-callback, so it runs
+        in the event loop: the writes themselves run in a worker thread on SQLite, where
+        cancelling a task is not safe."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        if done.result() is not None and not self.cancel_requested:
             self.on_cancel_requested()
 
 
