@@ -43,32 +43,11 @@ def add_activity(
     )
 
 
-async def record_activity(
-    session: AsyncSession,
-    *,
-    type: str,  # noqa: A002 - the column's name
-    title: str,
-    persona: str | None = None,
-    user_id: int | None = None,
-    actor: str | None = None,
-    execution_id: str | None = None,
-    agent_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """Add one entry to the feed (inside the caller's transaction)."""
-    session.add(
-        Activity(
-            type=type,
-            title=title[:300],
-            persona=persona,
-            user_id=user_id,
-            actor=actor,
-            execution_id=execution_id,
-            agent_id=agent_id,
-            detail=detail,
-            created_at=utcnow(),
-        )
-    )
+async def record_activity(session: AsyncSession, **entry: Any) -> None:
+    """Add one entry to the feed inside the session's transaction (``add_activity``'s
+    arguments)."""
+    connection = await session.connection()
+    await connection.run_sync(lambda sync: add_activity(sync, **entry))
 
 
 async def list_activities(

@@ -43,8 +43,6 @@ from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
     ExecutionCreate,
     ExecutionOut,
-    ExecutionSummary,
-    LayerSteps,
     StepOut,
 )
 from jarvis.realtime.bus import GAP, EventBus, Subscription, create_bus
@@ -343,21 +341,7 @@ async def run_live(rt: Runtime, execution_id: str, *, show: bool) -> str:
 
 async def execution_document(session: AsyncSession, execution_id: str) -> ExecutionOut:
     """The execution as ``GET /api/agent-executions/{id}`` answers it."""
-    execution = await service.get_execution(session, execution_id)
-    steps = [StepOut.model_validate(s) for s in await service.steps_of(session, execution_id)]
-    layers = [
-        LayerSteps(layer=layer.value, steps=[s for s in steps if s.layer == layer.value])
-        for layer in LAYER_ORDER
-    ]
-    summary = ExecutionSummary.model_validate(execution)
-    return ExecutionOut(
-        **summary.model_dump(),
-        plan=execution.plan,
-        result=execution.result,
-        layers_done=execution.layers_done,
-        steps=steps,
-        layers=layers,
-    )
+    return await service.execution_detail(session, execution_id)
 
 
 def print_json(document: ExecutionOut) -> None:

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.auth.dependencies import Authenticated
 from jarvis.db.session import DbSession, after_commit
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
@@ -25,8 +24,6 @@ from jarvis.orchestration.schemas import (
     ExecutionOut,
     ExecutionStatus,
     ExecutionSummary,
-    LayerSteps,
-    StepOut,
 )
 
 router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
@@ -100,21 +97,7 @@ async def list_executions(
 async def get_execution(
     execution_id: ExecutionId, principal: Authenticated, session: DbSession
 ) -> ExecutionOut:
-    execution = await service.get_execution(session, execution_id, principal=principal)
-    steps = [StepOut.model_validate(s) for s in await service.steps_of(session, execution_id)]
-    layers = [
-        LayerSteps(layer=layer.value, steps=[s for s in steps if s.layer == layer.value])
-        for layer in LAYER_ORDER
-    ]
-    summary = ExecutionSummary.model_validate(execution)
-    return ExecutionOut(
-        **summary.model_dump(),
-        plan=execution.plan,
-        result=execution.result,
-        layers_done=execution.layers_done,
-        steps=steps,
-        layers=layers,
-    )
+    return await service.execution_detail(session, execution_id, principal=principal)
 
 
 @router.get(

@@ -37,7 +37,14 @@ from jarvis.orchestration.models import (
     executions_table,
 )
 from jarvis.orchestration.recorder import append_events
-from jarvis.orchestration.schemas import Decision, ExecutionCreate
+from jarvis.orchestration.schemas import (
+    Decision,
+    ExecutionCreate,
+    ExecutionOut,
+    ExecutionSummary,
+    LayerSteps,
+    StepOut,
+)
 from jarvis.personas.service import require_persona
 from jarvis.realtime.bus import EventBus
 
@@ -151,6 +158,27 @@ async def steps_of(session: AsyncSession, execution_id: str) -> Sequence[Executi
     ).all()
     rank = {layer.value: index for index, layer in enumerate(LAYER_ORDER)}
     return sorted(rows, key=lambda s: (rank.get(s.layer, len(rank)), s.position, s.id))
+
+
+async def execution_detail(
+    session: AsyncSession, execution_id: str, *, principal: Principal | None = None
+) -> ExecutionOut:
+    """The execution with its plan, result and steps (also grouped by layer)."""
+    execution = await get_execution(session, execution_id, principal=principal)
+    steps = [StepOut.model_validate(s) for s in await steps_of(session, execution_id)]
+    layers = [
+        LayerSteps(layer=layer.value, steps=[s for s in steps if s.layer == layer.value])
+        for layer in LAYER_ORDER
+    ]
+    summary = ExecutionSummary.model_validate(execution)
+    return ExecutionOut(
+        **summary.model_dump(),
+        plan=execution.plan,
+        result=execution.result,
+        layers_done=execution.layers_done,
+        steps=steps,
+        layers=layers,
+    )
 
 
 async def events_of(
@@ -321,6 +349,32 @@ async def _awaiting_steps(
     return chosen
 
 
+def _decide(
+    steps: Sequence[ExecutionStep],
+    status: str,
+    event_type: str,
+    actor: Actor,
+    comment: str | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Record a person's decision on each step; the events that say so."""
+    events = []
+    for step in steps:
+        step.status = status
+        step.decided_by = actor.label
+        step.decision_comment = comment
+        step.decided_at = now
+        events.append(
+            event(
+                event_type,
+                **step_fields(step.id, step.agent_id, step.agent_name, step.layer),
+                decidedBy=actor.label,
+                comment=comment,
+            )
+        )
+    return events
+
+
 async def approve_execution(
     session: AsyncSession,
     bus: EventBus,
@@ -334,21 +388,7 @@ async def approve_execution(
     execution is queued again (the caller dispatches it after commit)."""
     execution = await get_execution(session, execution_id, principal=principal, for_update=True)
     steps = await _awaiting_steps(session, execution, decision.step_id)
-    now = utcnow()
-    events = []
-    for step in steps:
-        step.status = "completed"
-        step.decided_by = actor.label
-        step.decision_comment = decision.comment
-        step.decided_at = now
-        events.append(
-            event(
-                "step_approved",
-                **step_fields(step.id, step.agent_id, step.agent_name, step.layer),
-                decidedBy=actor.label,
-                comment=decision.comment,
-            )
-        )
+    events = _decide(steps, "completed", "step_approved", actor, decision.comment, utcnow())
     await session.flush()
     remaining = await session.scalar(
         select(func.count())
@@ -378,20 +418,7 @@ async def reject_execution(
     execution = await get_execution(session, execution_id, principal=principal, for_update=True)
     steps = await _awaiting_steps(session, execution, decision.step_id)
     now = utcnow()
-    events = []
-    for step in steps:
-        step.status = "rejected"
-        step.decided_by = actor.label
-        step.decision_comment = decision.comment
-        step.decided_at = now
-        events.append(
-            event(
-                "step_rejected",
-                **step_fields(step.id, step.agent_id, step.agent_name, step.layer),
-                decidedBy=actor.label,
-                comment=decision.comment,
-            )
-        )
+    events = _decide(steps, "rejected", "step_rejected", actor, decision.comment, now)
     await session.execute(
         update(ExecutionStep)
         .where(
