@@ -131,9 +131,6 @@ class Engine:
 
     # --- control ---------------------------------------------------------------------------
 
-    def is_running(self, execution_id: str) -> bool:
-        return execution_id in self._running
-
     def cancel(self, execution_id: str) -> bool:
         """Cancel the execution if this engine runs it; True when it did."""
         task = self._running.get(execution_id)

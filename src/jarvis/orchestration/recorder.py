@@ -200,14 +200,6 @@ class Recorder:
         """
         return await asyncio.shield(self.submit(apply, *events))
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is committed; raise if any of it failed."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.shield(writer)
-        if self.failure is not None:
-            raise RecordingFailed(str(self.failure)) from self.failure
-
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []

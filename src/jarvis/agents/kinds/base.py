@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -111,7 +111,6 @@ class StepContext:
 class StepResult:
     output: dict[str, Any]
     usage: Usage | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class AgentKind(ABC):
