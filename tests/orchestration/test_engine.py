@@ -762,6 +762,8 @@ async def test_a_lost_cancel_message_is_noticed_at_the_next_layer(
 ) -> None:
     bus = LosesControlMessages()
     app = create_app(settings, database=db, bus=bus)
+    # Read the database's flag at every layer start (by default at most once a second).
+    app.state.engine.cancel_check_seconds = 0
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

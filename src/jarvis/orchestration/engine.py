@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
 from jarvis.agents.kinds.base import KindServices
 from jarvis.agents.listing import mark_registry_changed
@@ -39,8 +39,8 @@ from jarvis.orchestration.models import (
     executions_table,
     steps_table,
 )
-from jarvis.orchestration.recorder import Recorder, number_events, publish_events
-from jarvis.orchestration.run import ExecutionRun, ExecutionState
+from jarvis.orchestration.recorder import Recorder
+from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun, ExecutionState
 from jarvis.orchestration.selection import candidates_by_layer
 from jarvis.realtime.bus import GAP, EventBus
 
@@ -60,7 +60,8 @@ class _Claimed:
     seq: int
     created_by_id: int | None
     cancel_requested: bool
-    opening: list[dict[str, Any]]
+    # execution_started (or _resumed): the first event the run records.
+    opening: dict[str, Any]
 
 
 class Engine:
@@ -83,6 +84,7 @@ class Engine:
         self._runs: dict[str, ExecutionRun] = {}
         self._cancel_requested: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
+        self.cancel_check_seconds = CANCEL_CHECK_SECONDS
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -136,8 +138,10 @@ class Engine:
         task = self._running.get(execution_id)
         if task is None or task.done():
             return False
-        self._cancel_requested.add(execution_id)
         run = self._runs.get(execution_id)
+        if run is not None and run.settled:
+            return False  # it is recording its end; cancelling now would lose that
+        self._cancel_requested.add(execution_id)
         if run is not None:
             run.cancel_requested = True
         task.cancel()
@@ -162,7 +166,10 @@ class Engine:
             layers=candidates_by_layer(claimed.rows),
             on_cancel_requested=lambda: self.cancel(execution_id),
         )
+        run.cancel_check_seconds = self.cancel_check_seconds
         self._runs[execution_id] = run
+        # With the first layer's steps: the claim's own commit carries no event.
+        recorder.record(None, claimed.opening)
         try:
             try:
                 if claimed.cancel_requested:  # asked to stop before it began
@@ -210,10 +217,7 @@ class Engine:
 
     async def _claim(self, execution_id: str) -> _Claimed | None:
         """Take a queued execution (atomically) and load what the run starts from."""
-        claimed = await self.db.run_write(lambda connection: _claim(connection, execution_id))
-        if claimed is not None:
-            await publish_events(self.bus, claimed.opening)
-        return claimed
+        return await self.db.run_write(lambda connection: _claim(connection, execution_id))
 
     async def _hand_back(self, run: ExecutionRun, execution_id: str) -> None:
         """Shutting down: leave the execution ``queued`` so the next start resumes it."""
@@ -348,8 +352,6 @@ def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
         command=row.command,
         layersDone=layers_done,
     )
-    numbered, event_rows = number_events(execution_id, [opening], after=seq)
-    connection.execute(insert(events_table), event_rows)
     state = ExecutionState(
         execution_id=execution_id,
         persona=row.persona,
@@ -361,12 +363,7 @@ def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
         steps=steps,
     )
     return _Claimed(
-        state,
-        agents,
-        seq + len(numbered),
-        row.created_by_id,
-        row.cancel_requested_at is not None,
-        numbered,
+        state, agents, seq, row.created_by_id, row.cancel_requested_at is not None, opening
     )
 
 

@@ -139,15 +139,30 @@ class RowChange:
     """A change of one row through a shared Core ``statement`` (an executemany when several
     follow each other in a batch). ``describe`` runs when the batch is written and returns
     the statement's parameters and the events, so both can use ids stored earlier in the
-    same batch."""
+    same batch. ``key`` names the parameter that identifies the row: each change must set
+    every column the statement sets, so of two changes of one row in a batch only the
+    newer is written."""
 
     statement: Executable
     describe: Callable[[], tuple[dict[str, Any], list[Event]]]
+    key: str
+
+
+@dataclass(frozen=True)
+class InsertRows:
+    """New rows through a shared Core ``statement`` with ``RETURNING``. Every ``InsertRows``
+    of a batch with the same statement is one statement, run where the first of them
+    stands (new rows conflict with nothing queued). ``describe`` receives this write's
+    returned rows, in the order of ``rows``, and returns its result and events."""
+
+    statement: Executable
+    rows: list[dict[str, Any]]
+    describe: Callable[[Sequence[Any]], Emit]
 
 
 @dataclass
 class _Write:
-    apply: Apply | RowChange | None
+    apply: Apply | RowChange | InsertRows | None
     events: tuple[Event, ...]
     done: asyncio.Future[Any]
     # Reads and changes no row that a queued RowChange changes: it may run before them.
@@ -168,7 +183,10 @@ class Recorder:
         self.failure: BaseException | None = None
 
     def submit(
-        self, apply: Apply | RowChange | None, *events: Event, independent: bool = False
+        self,
+        apply: Apply | RowChange | InsertRows | None,
+        *events: Event,
+        independent: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue a transition; the future resolves to ``apply``'s result once committed.
 
@@ -182,7 +200,10 @@ class Recorder:
         return done
 
     def record(
-        self, apply: Apply | RowChange | None, *events: Event, independent: bool = False
+        self,
+        apply: Apply | RowChange | InsertRows | None,
+        *events: Event,
+        independent: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue a transition without waiting for it (it is stored before anything queued
         later that depends on it); its future, for callbacks. Raises at once if an earlier
@@ -229,16 +250,22 @@ class Recorder:
         """The batch's statements, in order (runs in a worker thread on SQLite)."""
         results: list[Any] = []
         events: list[Event] = []
-        rows: list[dict[str, Any]] = []
+        # Row changes waiting to go out as one executemany: their statement and, per row
+        # key, the newest parameters (every update of a row sets all its columns, so when
+        # a step starts and ends within one batch only its end is written).
         statement: Executable | None = None
-        for write in batch:
-            if isinstance(write.apply, RowChange):
-                if statement is not None and write.apply.statement is not statement:
-                    connection.execute(statement, rows)
-                    rows = []
-                statement = write.apply.statement
-                params, described = write.apply.describe()
-                rows.append(params)
+        rows: dict[Any, dict[str, Any]] = {}
+        inserted: dict[int, Sequence[Any]] = {}
+        for index, write in enumerate(batch):
+            apply = write.apply
+            if isinstance(apply, RowChange):
+                if statement is not None and apply.statement is not statement:
+                    connection.execute(statement, list(rows.values()))
+                    rows = {}
+                statement = apply.statement
+                params, described = apply.describe()
+                rows.pop(params[apply.key], None)  # the newest goes last, as it came
+                rows[params[apply.key]] = params
                 events.extend(write.events)
                 events.extend(described)
                 results.append(None)
@@ -246,16 +273,21 @@ class Recorder:
             if statement is not None and not write.independent:
                 # Keep the order: pending row changes go first, unless this write touches
                 # none of those rows (then they wait, and more of them share a statement).
-                connection.execute(statement, rows)
-                statement, rows = None, []
-            result = write.apply(connection) if write.apply else None
+                connection.execute(statement, list(rows.values()))
+                statement, rows = None, {}
+            if isinstance(apply, InsertRows):
+                if index not in inserted:
+                    inserted.update(_insert_together(connection, batch, index))
+                result: Any = apply.describe(inserted.pop(index))
+            else:
+                result = apply(connection) if apply else None
             events.extend(write.events)
             if isinstance(result, Emit):
                 events.extend(result.events)
                 result = result.result
             results.append(result)
         if statement is not None:
-            connection.execute(statement, rows)
+            connection.execute(statement, list(rows.values()))
         numbered: list[Event] = []
         if events:
             numbered, event_rows = number_events(self.execution_id, events, after=self.seq)
@@ -263,3 +295,26 @@ class Recorder:
         # Only a committed batch uses up its numbers: the caller's transaction commits
         # right after this returns, and a failure there raises before seq moves on.
         return results, numbered
+
+
+def _insert_together(
+    connection: Connection, batch: list[_Write], first: int
+) -> dict[int, Sequence[Any]]:
+    """Insert the rows of every ``InsertRows`` in ``batch`` from ``first`` on that shares its
+    statement, in one statement; each write's returned rows, by its index in the batch."""
+    statement = batch[first].apply.statement  # type: ignore[union-attr]
+    members = [
+        (index, write.apply)
+        for index, write in enumerate(batch)
+        if index >= first
+        and isinstance(write.apply, InsertRows)
+        and write.apply.statement is statement
+    ]
+    rows = [row for _, apply in members for row in apply.rows]
+    returned = list(connection.execute(statement, rows)) if rows else []
+    found: dict[int, Sequence[Any]] = {}
+    offset = 0
+    for index, apply in members:
+        found[index] = returned[offset : offset + len(apply.rows)]
+        offset += len(apply.rows)
+    return found

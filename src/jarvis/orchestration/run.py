@@ -41,7 +41,7 @@ from jarvis.orchestration.models import (
     executions_table,
     steps_table,
 )
-from jarvis.orchestration.recorder import Emit, Recorder, RowChange
+from jarvis.orchestration.recorder import Emit, InsertRows, Recorder, RowChange
 from jarvis.orchestration.selection import (
     Candidate,
     apply_plan,
@@ -71,6 +71,13 @@ _RUNNING: dict[str, Any] = {
 }
 # Keys named like columns become the SET clause of each executemany row.
 _STEP_UPDATE = update(steps_table).where(steps_table.c.id == bindparam("b_step_id"))
+# A batch's new steps, all layers' in one statement; ids come back in the rows' order.
+_STEP_INSERT = insert(steps_table).returning(
+    steps_table.c.id, steps_table.c.agent_id, sort_by_parameter_order=True
+)
+# How often, at most, a layer's start reads whether a cancellation was requested through the
+# database (a backstop for a lost cancel message; the message itself acts at once).
+CANCEL_CHECK_SECONDS = 1.0
 
 
 class LayerFailed(Exception):
@@ -167,6 +174,10 @@ class ExecutionRun:
             "layers": {layer.value: {} for layer in LAYER_ORDER},
         }
         self.cancel_requested = False
+        self.settled = False
+        # The claim read the cancellation flag; layer starts read it again now and then.
+        self.cancel_checked = time.monotonic()
+        self.cancel_check_seconds = CANCEL_CHECK_SECONDS
         self._failing_fast = False
         # Layers completed so far; stored at the plan, a pause, the end or a hand-back (the
         # layer_completed events are the record a resume counts).
@@ -198,13 +209,17 @@ class ExecutionRun:
 
     async def execute(self) -> tuple[LayerOutcome, str | None]:
         """Run the remaining layers; the outcome and, when failed, why."""
-        for index, layer in enumerate(LAYER_ORDER):
-            if index < self.layers_done:
-                continue
-            outcome, error = await self._run_layer(index, layer)
-            if outcome != "completed":
-                return outcome, error
-        return "completed", None
+        try:
+            for index, layer in enumerate(LAYER_ORDER):
+                if index < self.layers_done:
+                    continue
+                outcome, error = await self._run_layer(index, layer)
+                if outcome != "completed":
+                    return outcome, error
+            return "completed", None
+        finally:
+            # The outcome is decided: a cancellation noticed from now on comes too late.
+            self.settled = True
 
     async def _run_layer(self, index: int, layer: Layer) -> tuple[LayerOutcome, str | None]:
         candidates = apply_plan(self.plan, layer.value, self.layers[layer.value])
@@ -224,11 +239,14 @@ class ExecutionRun:
         # Not awaited: the agents start at once; the writer stores the steps first, and
         # everything about them after, in order (step ids are resolved when written).
         self.recorder.record(
-            lambda connection: self._start_layer(
-                connection, layer, fresh, rerun, inputs, started=bool(existing)
-            ),
-            independent=True,
-        ).add_done_callback(self._notice_cancel)
+            self._start_layer(layer, fresh, inputs, started=bool(existing)), independent=True
+        )
+        if time.monotonic() - self.cancel_checked >= self.cancel_check_seconds:
+            # A backstop for a lost cancel message: the agents just started stop at once.
+            self.cancel_checked = time.monotonic()
+            self.recorder.record(self._read_cancel, independent=True).add_done_callback(
+                self._notice_cancel
+            )
         runnable = [c for c in fresh if c.skip_reason is None] + rerun
         policy = await self._failure_policy(layer)
         outcomes = await self._run_agents(runnable, policy, existing)
@@ -294,22 +312,13 @@ class ExecutionRun:
 
     def _start_layer(
         self,
-        connection: Connection,
         layer: Layer,
         fresh: Sequence[Candidate],
-        rerun: Sequence[Candidate],
         inputs: dict[int, dict[str, Any]],
         *,
         started: bool,
-    ) -> Emit:
-        """Insert the layer's new steps (pending, or skipped with the reason) and say so;
-        read whether a cancellation was requested through the database (a backstop for a
-        lost cancel message: the agents just started are stopped at once)."""
-        cancel = connection.scalar(
-            select(executions_table.c.cancel_requested_at).where(
-                executions_table.c.execution_id == self.state.execution_id
-            )
-        )
+    ) -> InsertRows:
+        """Insert the layer's new steps (pending, or skipped with the reason) and say so."""
         rows = [
             {
                 "execution_id": self.state.execution_id,
@@ -325,20 +334,29 @@ class ExecutionRun:
             }
             for position, c in enumerate(fresh)
         ]
-        if rows:
-            result = connection.execute(
-                insert(steps_table).returning(steps_table.c.id, steps_table.c.agent_id), rows
-            )
-            for step_id, agent_id in result:
+
+        def describe(returned: Sequence[Any]) -> Emit:
+            for step_id, agent_id in returned:
                 self.step_ids[agent_id] = step_id
-        events: list[dict[str, Any]] = []
-        if not started:
-            events.append(event("layer_started", layer=layer.value, agents=len(fresh)))
-        for c in fresh:
-            if c.skip_reason is not None:
-                events.append(event("step_skipped", **self._fields(c.spec), reason=c.skip_reason))
-        # step_started follows when each agent actually begins (it may wait for a slot).
-        return Emit(cancel, events)
+            events: list[dict[str, Any]] = []
+            if not started:
+                events.append(event("layer_started", layer=layer.value, agents=len(fresh)))
+            for c in fresh:
+                if c.skip_reason is not None:
+                    events.append(
+                        event("step_skipped", **self._fields(c.spec), reason=c.skip_reason)
+                    )
+            # step_started follows when each agent actually begins (it may wait for a slot).
+            return Emit(None, events)
+
+        return InsertRows(_STEP_INSERT, rows, describe)
+
+    def _read_cancel(self, connection: Connection) -> Any:
+        return connection.scalar(
+            select(executions_table.c.cancel_requested_at).where(
+                executions_table.c.execution_id == self.state.execution_id
+            )
+        )
 
     def _record_cancelled(self, spec: AgentSpec, *, attempt: int, started: float | None) -> None:
         why = (
@@ -378,7 +396,7 @@ class ExecutionRun:
                 [event(type_, **self._fields(spec), **fields)],
             )
 
-        self.recorder.record(RowChange(_STEP_UPDATE, describe))
+        self.recorder.record(RowChange(_STEP_UPDATE, describe, key="b_step_id"))
 
     def _step_input(self, spec: AgentSpec) -> dict[str, Any]:
         plan = self.plan or {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER
@@ -45,7 +45,7 @@ from jarvis.orchestration.schemas import (
     LayerSteps,
     StepOut,
 )
-from jarvis.personas.service import require_persona
+from jarvis.personas.service import persona_registered, require_persona
 from jarvis.realtime.bus import EventBus
 
 
@@ -73,8 +73,8 @@ async def create_execution(
 ) -> AgentExecution:
     """Queue a command as a new execution (and record the command); the caller dispatches
     it after commit. ``principal`` None means a trusted caller (CLI, system)."""
-    await require_persona(session, data.persona, loc=("body", "persona"))
     if principal is not None and not principal.is_admin and data.persona != principal.persona:
+        await require_persona(session, data.persona, loc=("body", "persona"))
         raise Forbidden(
             f"{principal.email} acts as '{principal.persona}' and cannot run commands as "
             f"'{data.persona}'; only admins may act as another persona"
@@ -95,7 +95,15 @@ async def create_execution(
     # Core inserts on the session's connection: creating an execution is on every
     # command's path, and the ORM's unit of work would add nothing here.
     connection = await session.connection()
-    await connection.execute(insert(executions_table), values)
+    # Inserted only when the persona is registered: the check costs no trip of its own.
+    columns = list(values)
+    known = select(*(literal(values[c], executions_table.c[c].type) for c in columns)).where(
+        persona_registered(data.persona)
+    )
+    stored = await connection.execute(insert(executions_table).from_select(columns, known))
+    if stored.rowcount != 1:
+        await require_persona(session, data.persona, loc=("body", "persona"))
+        raise Conflict(f"persona '{data.persona}' was removed while the command was queued")
     await connection.execute(
         insert(commands_table),
         {

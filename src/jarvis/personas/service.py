@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.config.scope import Scope
@@ -54,6 +54,12 @@ async def persona_keys(session: AsyncSession) -> list[str]:
 
 async def get_persona(session: AsyncSession, key: str) -> RolePersona | None:
     return await session.scalar(select(RolePersona).where(RolePersona.key == key))
+
+
+def persona_registered(key: str) -> ColumnElement[bool]:
+    """A condition true when ``key`` is a registered persona, for statements that check it
+    in the same trip as their own work (``require_persona`` explains a failure)."""
+    return exists().where(RolePersona.key == key)
 
 
 async def require_persona(session: AsyncSession, key: str, *, loc: Sequence[str]) -> None:
