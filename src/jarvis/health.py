@@ -1,4 +1,5 @@
-"""``GET /api/health``: is the database reachable and its schema at head; is the event bus.
+"""``GET /api/health``: is the database reachable and its schema at head; is the event bus;
+where executions are dispatched and how many workers are live.
 
 A Redis bus that is down is reported but does not make the instance unhealthy: it still
 serves correct configuration (the change-log poll takes over) and should stay in rotation.
@@ -14,7 +15,9 @@ from sqlalchemy import text
 
 from jarvis import __version__
 from jarvis.db.migrate import schema_state
-from jarvis.db.session import get_database
+from jarvis.db.session import get_database, unit_of_work
+from jarvis.kit.clock import utcnow
+from jarvis.orchestration.leases import live_workers
 
 router = APIRouter(prefix="/api", tags=["system"])
 
@@ -35,8 +38,29 @@ async def health(request: Request) -> JSONResponse:
         body |= {"status": "unavailable", "detail": state.problem()}
         return JSONResponse(body, status_code=503)
     body["bus"] = await _bus_state(request)
+    body["broker"] = await _broker_state(request)
+    body["workers"] = {"live": await _live_workers(request)}
     body["status"] = "ok"
     return JSONResponse(body)
+
+
+async def _broker_state(request: Request) -> dict[str, str]:
+    """Where executions go: this process, or the Taskiq queue the workers read."""
+    dispatcher = request.app.state.dispatcher
+    try:
+        reachable = await asyncio.wait_for(dispatcher.ping(), timeout=2.0)
+    except Exception:  # reported, never raised
+        reachable = False
+    return {"kind": dispatcher.kind, "status": "ok" if reachable else "unreachable"}
+
+
+async def _live_workers(request: Request) -> int:
+    """Engines (workers, or servers running executions in-process) with a fresh heartbeat."""
+    settings = request.app.state.settings
+    async with unit_of_work(get_database(request), write=False) as session:
+        return await live_workers(
+            session, now=utcnow(), lease_seconds=settings.execution_lease_seconds
+        )
 
 
 async def _bus_state(request: Request) -> dict[str, str]:

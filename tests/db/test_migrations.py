@@ -45,6 +45,7 @@ TABLES = {
     "agent_execution_events",
     "commands",
     "activities",
+    "workers",
 }
 AGENT_INDEXES = {"idx_agents_layer", "idx_agents_persona", "idx_agents_business_function"}
 JSON_COLUMNS = {

@@ -9,6 +9,7 @@ from jarvis.cli import agents, audit, config, db, executions, seed, tokens, user
 from jarvis.cli.common import console
 from jarvis.cli.run import run_command
 from jarvis.cli.serve import serve
+from jarvis.cli.worker import worker
 
 cli = typer.Typer(
     name="jarvis",
@@ -17,6 +18,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.command()(serve)
+cli.command()(worker)
 cli.add_typer(db.app, name="db")
 cli.add_typer(seed.app, name="seed")
 cli.add_typer(agents.app, name="agents")

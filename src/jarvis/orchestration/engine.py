@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from jarvis.agents.kinds.base import KindServices
 from jarvis.agents.listing import mark_registry_changed
@@ -30,6 +31,7 @@ from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.llm.base import LLMProvider
 from jarvis.llm.providers import Providers
+from jarvis.orchestration import leases
 from jarvis.orchestration.events import CONTROL_CHANNEL, event
 from jarvis.orchestration.metrics import sla_thresholds, update_metrics
 from jarvis.orchestration.models import (
@@ -39,7 +41,7 @@ from jarvis.orchestration.models import (
     executions_table,
     steps_table,
 )
-from jarvis.orchestration.recorder import Recorder
+from jarvis.orchestration.recorder import Recorder, number_events, publish_events
 from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun, ExecutionState
 from jarvis.orchestration.selection import candidates_by_layer
 from jarvis.realtime.bus import GAP, EventBus
@@ -62,6 +64,15 @@ class _Claimed:
     cancel_requested: bool
     # execution_started (or _resumed): the first event the run records.
     opening: dict[str, Any]
+    # A resumed claim stores its event itself (it fences off the lost engine): numbered.
+    stored_opening: list[dict[str, Any]]
+
+
+@dataclass
+class _Lost:
+    """The execution's engines were lost too often: it was ended ``failed``."""
+
+    events: list[dict[str, Any]]
 
 
 class Engine:
@@ -74,11 +85,23 @@ class Engine:
         bus: EventBus,
         *,
         providers: Providers | None = None,
+        lease_seconds: float = 30.0,
+        max_worker_losses: int = 3,
+        kind: str = "in-process",
+        concurrency: int = 1,
     ) -> None:
         self.db = db
         self.config = config
         self.bus = bus
         self.providers = providers or Providers(api_key=None)
+        # This engine's name in the leases it holds and in the workers table.
+        self.owner = leases.new_owner_id()
+        self.lease_seconds = lease_seconds
+        self.max_worker_losses = max_worker_losses
+        self.kind = kind
+        self.concurrency = concurrency
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._abandoned: set[str] = set()
         self._http: httpx.AsyncClient | None = None
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._runs: dict[str, ExecutionRun] = {}
@@ -92,16 +115,35 @@ class Engine:
         """Open the HTTP client agents share and listen for cancellations from anywhere."""
         if self._listener is not None:
             return
+        await self.db.run_write(
+            lambda connection: leases.register_worker(
+                connection,
+                self.owner,
+                kind=self.kind,
+                concurrency=self.concurrency,
+                now=utcnow(),
+            )
+        )
         ready = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(ready))
+        self._heartbeat = asyncio.create_task(self._beat())
         await ready.wait()
 
     async def close(self) -> None:
+        for task in (self._listener, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
             self._listener = None
+            self._heartbeat = None
+            try:
+                await self.db.run_write(
+                    lambda connection: leases.stop_worker(connection, self.owner, now=utcnow())
+                )
+            except Exception as exc:  # the heartbeat goes stale anyway
+                log.warning("worker_stop_not_recorded", error=str(exc))
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -151,9 +193,14 @@ class Engine:
 
     async def run(self, execution_id: str) -> str:
         """Run (or resume) a queued execution; return the status it is left in."""
+        current = self._running.get(execution_id)
+        if current is not None and not current.done():
+            return "running"  # a repeated message: this engine already runs it
         claimed = await self._claim(execution_id)
         if claimed is None:
             return await self._status(execution_id)
+        if isinstance(claimed, _Lost):
+            return "failed"
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - run() is always awaited inside a task
         self._running[execution_id] = task
@@ -168,8 +215,9 @@ class Engine:
         )
         run.cancel_check_seconds = self.cancel_check_seconds
         self._runs[execution_id] = run
-        # With the first layer's steps: the claim's own commit carries no event.
-        recorder.record(None, claimed.opening)
+        if not claimed.stored_opening:
+            # With the first layer's steps: a first claim's own commit carries no event.
+            recorder.record(None, claimed.opening)
         try:
             try:
                 if claimed.cancel_requested:  # asked to stop before it began
@@ -177,6 +225,10 @@ class Engine:
                     raise asyncio.CancelledError
                 outcome, error = await run.execute()
             except asyncio.CancelledError:
+                if execution_id in self._abandoned:
+                    # Another engine holds it now (or will once the lease expires).
+                    log.warning("execution_lease_lost", execution_id=execution_id)
+                    return "abandoned"
                 if execution_id in self._cancel_requested or run.cancel_requested:
                     await self._finish(run, claimed, "cancelled", "cancelled by request")
                     return "cancelled"
@@ -201,6 +253,7 @@ class Engine:
                 self._running.pop(execution_id, None)
                 self._runs.pop(execution_id, None)
                 self._cancel_requested.discard(execution_id)
+                self._abandoned.discard(execution_id)
 
     def _services(self) -> KindServices:
         return KindServices(db=self.db, config=self.config, llm=self._provider, http=self.http)
@@ -215,19 +268,82 @@ class Engine:
             )
         return status or "missing"
 
-    async def _claim(self, execution_id: str) -> _Claimed | None:
-        """Take a queued execution (atomically) and load what the run starts from."""
-        return await self.db.run_write(lambda connection: _claim(connection, execution_id))
+    async def _claim(self, execution_id: str) -> _Claimed | _Lost | None:
+        """Take a queued execution (or one whose engine was lost), atomically, and load what
+        the run starts from."""
+        claimed = await self.db.run_write(
+            lambda connection: _claim(
+                connection,
+                execution_id,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+                max_losses=self.max_worker_losses,
+            )
+        )
+        if isinstance(claimed, _Claimed) and claimed.stored_opening:
+            await publish_events(self.bus, claimed.stored_opening)
+        if isinstance(claimed, _Lost):
+            await publish_events(self.bus, claimed.events)
+        return claimed
+
+    # --- leases ----------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Renew the leases of what this engine runs, and its worker heartbeat; act on
+        cancellations stored meanwhile (a backstop for a lost message) and on leases
+        another engine has taken over."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next beat tries again; the lease has slack
+                log.warning("lease_renewal_failed", error=str(exc))
+
+    async def renew(self) -> None:
+        running = [i for i, task in self._running.items() if not task.done()]
+        now = utcnow()
+
+        def apply(connection: Connection) -> dict[str, Any]:
+            held = leases.renew(
+                connection,
+                running,
+                owner=self.owner,
+                now=now,
+                lease_seconds=self.lease_seconds,
+            )
+            leases.beat_worker(connection, self.owner, running=len(running), now=now)
+            return held
+
+        held = await self.db.run_write(apply)
+        for execution_id in running:
+            if execution_id not in held:
+                self.abandon(execution_id)
+            elif held[execution_id] is not None:
+                self.cancel(execution_id)
+
+    def running_tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks running executions here now."""
+        return [task for task in self._running.values() if not task.done()]
+
+    def abandon(self, execution_id: str) -> None:
+        """Stop running an execution this engine no longer holds, writing nothing more."""
+        task = self._running.get(execution_id)
+        if task is not None and not task.done():
+            self._abandoned.add(execution_id)
+            task.cancel()
 
     async def _hand_back(self, run: ExecutionRun, execution_id: str) -> None:
         """Shutting down: leave the execution ``queued`` so the next start resumes it."""
 
         def requeue(connection: Connection) -> None:
-            connection.execute(
-                update(executions_table)
-                .where(executions_table.c.execution_id == execution_id)
-                .values(status="queued", layers_done=run.layers_done)
-            )
+            if leases.release(connection, execution_id, owner=self.owner):
+                connection.execute(
+                    update(executions_table)
+                    .where(executions_table.c.execution_id == execution_id)
+                    .values(layers_done=run.layers_done)
+                )
 
         try:
             await run.recorder.write(requeue)
@@ -308,30 +424,22 @@ class Engine:
             mark_registry_changed()  # the agents' figures changed: cached lists are stale
 
 
-def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
+def _claim(
+    connection: Connection,
+    execution_id: str,
+    *,
+    owner: str,
+    lease_seconds: float,
+    max_losses: int,
+) -> _Claimed | _Lost | None:
     now = utcnow()
-    table = executions_table
-    row = connection.execute(
-        update(table)
-        .where(table.c.execution_id == execution_id, table.c.status == "queued")
-        .values(status="running", started_at=func.coalesce(table.c.started_at, now))
-        .returning(
-            table.c.persona,
-            table.c.command,
-            table.c.workflow_id,
-            table.c.plan,
-            table.c.started_at,
-            table.c.created_by_id,
-            table.c.cancel_requested_at,
-        )
-    ).one_or_none()
+    row = leases.claim(connection, execution_id, owner=owner, now=now, lease_seconds=lease_seconds)
     if row is None:
         return None
     started_at = as_utc(row.started_at)
     resumed = started_at != now
-    agents = agents_serving(connection, row.persona)
+    seq = 1  # a first claim follows the creation's single execution_queued event
     if resumed:
-        steps = _steps_of(connection, execution_id)
         seq = int(
             connection.scalar(
                 select(func.max(events_table.c.seq)).where(
@@ -340,18 +448,29 @@ def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
             )
             or 0
         )
+    if row.worker_losses > max_losses:
+        return _Lost(_end_lost(connection, execution_id, row, seq, started_at, now))
+    agents = agents_serving(connection, row.persona)
+    if resumed:
+        steps = _steps_of(connection, execution_id)
         # The events are the record: a layer is done once its layer_completed is stored,
         # whatever the row's progress column last said.
         layers_done = _layers_completed(connection, execution_id)
     else:
-        # A first claim follows the creation's single execution_queued event.
-        steps, seq, layers_done = [], 1, 0
+        steps, layers_done = [], 0
     opening = event(
         "execution_resumed" if resumed else "execution_started",
         persona=row.persona,
         command=row.command,
         layersDone=layers_done,
+        **({"workerLosses": row.worker_losses} if resumed else {}),
     )
+    stored: list[dict[str, Any]] = []
+    if resumed:
+        # Stored now: any batch the lost engine still writes collides with this number.
+        stored, event_rows = number_events(execution_id, [opening], after=seq)
+        connection.execute(insert(events_table), event_rows)
+        seq += len(stored)
     state = ExecutionState(
         execution_id=execution_id,
         persona=row.persona,
@@ -363,8 +482,60 @@ def _claim(connection: Connection, execution_id: str) -> _Claimed | None:
         steps=steps,
     )
     return _Claimed(
-        state, agents, seq, row.created_by_id, row.cancel_requested_at is not None, opening
+        state,
+        agents,
+        seq,
+        row.created_by_id,
+        row.cancel_requested_at is not None,
+        opening,
+        stored,
     )
+
+
+def _end_lost(
+    connection: Connection,
+    execution_id: str,
+    row: Any,
+    seq: int,
+    started_at: datetime,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """End an execution whose engines were lost too often: failed, reason worker_lost."""
+    error = f"the engine running it was lost {row.worker_losses} times"
+    connection.execute(
+        update(executions_table)
+        .where(executions_table.c.execution_id == execution_id)
+        .values(
+            status="failed",
+            error=error,
+            error_code="worker_lost",
+            completed_at=now,
+            duration_ms=int((now - started_at).total_seconds() * 1000),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    connection.execute(
+        update(steps_table)
+        .where(
+            steps_table.c.execution_id == execution_id,
+            steps_table.c.status.in_(("pending", "running")),
+        )
+        .values(status="failed", error="worker lost", completed_at=now)
+    )
+    add_activity(
+        connection,
+        type=FINAL_ACTIVITY["failed"],
+        title=f"Failed: {_short(row.command)}",
+        persona=row.persona,
+        user_id=row.created_by_id,
+        execution_id=execution_id,
+        detail={"error": error},
+    )
+    closing = event("execution_failed", status="failed", error=error, errorCode="worker_lost")
+    numbered, event_rows = number_events(execution_id, [closing], after=seq)
+    connection.execute(insert(events_table), event_rows)
+    return numbered
 
 
 def _layers_completed(connection: Connection, execution_id: str) -> int:

@@ -60,6 +60,7 @@ class AgentExecution(Base):
         Index("idx_agent_executions_persona_created", "persona", "created_at"),
         Index("idx_agent_executions_creator_created", "created_by_id", "created_at"),
         Index("idx_agent_executions_created", "created_at"),
+        Index("idx_agent_executions_status_lease", "status", "lease_expires_at"),
     )
 
     execution_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -91,6 +92,12 @@ class AgentExecution(Base):
     cancel_requested_at: Mapped[datetime | None]
     # How many layers have completed, in order: a resumed execution starts at the next one.
     layers_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The engine running it and until when, unless it renews (leases.py); another engine may
+    # resume a running execution whose lease has expired.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    # How many times an engine holding it was lost (its lease expired): too many -> failed.
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ExecutionStep(Base):
@@ -179,9 +186,28 @@ class Command(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Worker(Base):
+    """A process that runs executions (a ``jarvis worker``, or a server running them
+    in-process); live while its heartbeat is fresh."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # in-process | taskiq
+    kind: Mapped[str] = mapped_column(String(16))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stopped_at: Mapped[datetime | None]
+
+
 # The tables themselves, for the engine's hot paths (Core statements skip the ORM's
 # bookkeeping, which costs more than the statement on SQLite).
 executions_table = cast(Table, AgentExecution.__table__)
 steps_table = cast(Table, ExecutionStep.__table__)
 events_table = cast(Table, ExecutionEvent.__table__)
 commands_table = cast(Table, Command.__table__)
+workers_table = cast(Table, Worker.__table__)
