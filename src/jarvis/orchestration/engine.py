@@ -194,8 +194,11 @@ class Engine:
     async def run(self, execution_id: str) -> str:
         """Run (or resume) a queued execution; return the status it is left in."""
         current = self._running.get(execution_id)
-        if current is not None and not current.done():
-            return "running"  # a repeated message: this engine already runs it
+        earlier = self._runs.get(execution_id)
+        if current is not None and not current.done() and earlier and not earlier.settled:
+            # A repeated message (or a sweep after a stall): this engine already runs it.
+            # A run that is only recording its pause does not count: it was approved.
+            return "running"
         claimed = await self._claim(execution_id)
         if claimed is None:
             return await self._status(execution_id)
@@ -302,7 +305,12 @@ class Engine:
                 log.warning("lease_renewal_failed", error=str(exc))
 
     async def renew(self) -> None:
-        running = [i for i, task in self._running.items() if not task.done()]
+        # Runs still deciding their outcome; one recording its end or pause has let go.
+        running = [
+            i
+            for i, task in self._running.items()
+            if not task.done() and not (i in self._runs and self._runs[i].settled)
+        ]
         now = utcnow()
 
         def apply(connection: Connection) -> dict[str, Any]:

@@ -276,6 +276,9 @@ class ExecutionRun:
                 ]
                 return Emit(None, [event("awaiting_approval", layer=layer.value, steps=steps)])
 
+            # Decided: from here an approval may start the next run while this one still
+            # records the pause; neither a cancel nor a lease renewal concerns this run.
+            self.settled = True
             await self.recorder.write(pause)
             return "paused", None
         plan = None
