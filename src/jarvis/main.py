@@ -27,12 +27,30 @@ from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
 from jarvis.kit.logging import configure_logging
 from jarvis.llm.providers import Providers
 from jarvis.openapi import problem_openapi
-from jarvis.orchestration.dispatcher import InProcessDispatcher
+from jarvis.orchestration.dispatcher import Dispatcher, InProcessDispatcher, TaskiqDispatcher
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.routes import router as executions_router
 from jarvis.personas.routes import router as personas_router
 from jarvis.realtime.bus import EventBus, create_bus
+from jarvis.realtime.hub import RealtimeHub
+from jarvis.realtime.ws import router as realtime_router
 from jarvis.settings import Settings, get_settings
+
+
+def create_dispatcher(
+    settings: Settings, engine: Engine, db: Database, config: ConfigService
+) -> Dispatcher:
+    """Taskiq workers when Redis is configured (unless told otherwise), this process else."""
+    wanted = settings.dispatcher
+    if wanted == "taskiq" or (wanted == "auto" and settings.redis_url):
+        if not settings.redis_url:
+            raise ValueError("JARVIS_DISPATCHER=taskiq needs JARVIS_REDIS_URL")
+        return TaskiqDispatcher(
+            settings.redis_url,
+            settings.taskiq_queue,
+            lease_seconds=settings.execution_lease_seconds,
+        )
+    return InProcessDispatcher(engine, db, config)
 
 
 class SchemaNotAtHead(RuntimeError):
@@ -59,8 +77,16 @@ def create_app(
         cache_size=settings.config_cache_size,
         poll_seconds=settings.config_poll_seconds,
     )
-    engine = Engine(db, config, event_bus, providers=Providers.from_settings(settings))
-    dispatcher = InProcessDispatcher(engine, db, config)
+    engine = Engine(
+        db,
+        config,
+        event_bus,
+        providers=Providers.from_settings(settings),
+        lease_seconds=settings.execution_lease_seconds,
+        max_worker_losses=settings.execution_max_worker_losses,
+    )
+    dispatcher = create_dispatcher(settings, engine, db, config)
+    realtime = RealtimeHub(db, event_bus, heartbeat_seconds=settings.ws_heartbeat_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,10 +98,12 @@ def create_app(
                 async with unit_of_work(db) as session:
                     await ensure_builtin_registry(session)
             await config.start()
+            await realtime.start()
             if check_schema:
                 await dispatcher.start()
             yield
         finally:
+            await realtime.close()
             await dispatcher.close()
             await config.close()
             if owns_bus:
@@ -96,6 +124,7 @@ def create_app(
     app.state.config = config
     app.state.engine = engine
     app.state.dispatcher = dispatcher
+    app.state.realtime = realtime
     app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
     install_error_handlers(app)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
@@ -110,6 +139,7 @@ def create_app(
         rules_router,
         executions_router,
         activities_router,
+        realtime_router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

@@ -8,6 +8,7 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,23 @@ class Settings(BaseSettings):
     # environment, never from business configuration; unset suits endpoints that need none
     # (Ollama, vLLM).
     openai_api_key: SecretStr | None = None
+    # Who runs executions (docs/deployment.md): "auto" is Taskiq workers when
+    # JARVIS_REDIS_URL is set and this process otherwise; "in-process" forces this process.
+    dispatcher: Literal["auto", "in-process", "taskiq"] = "auto"
+    # The Redis stream Taskiq queues executions on (one per deployment sharing a Redis).
+    taskiq_queue: str = Field(default="jarvis:executions", min_length=1, max_length=200)
+    # An engine holds each execution it runs for this long and renews it every third of
+    # it; when it stops renewing (its process died), another engine resumes the execution.
+    execution_lease_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    # An execution whose engine was lost more often than this ends failed (worker_lost).
+    execution_max_worker_losses: int = Field(default=3, ge=0, le=100)
+    # The realtime WebSocket (docs/realtime.md): a heartbeat every this many seconds (a
+    # client silent for three intervals is closed), how long an unauthenticated socket may
+    # take to send its auth message, and how many messages may wait for a slow client
+    # before it is closed (1013).
+    ws_heartbeat_seconds: float = Field(default=15.0, ge=0.05, le=3600)
+    ws_auth_timeout_seconds: float = Field(default=10.0, ge=0.05, le=3600)
+    ws_send_queue_size: int = Field(default=1000, ge=10, le=1_000_000)
 
     @field_validator("redis_url")
     @classmethod
