@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import socket
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from jarvis.auth.service import AdminBootstrap
 from jarvis.cli.common import (
@@ -21,6 +24,7 @@ from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
+from jarvis.main import create_app
 
 
 def serve(
@@ -53,12 +57,30 @@ def serve(
     url = f"http://{host}:{port}"
     console.print(f"JARVIS is serving on [bold]{url}[/]  (API docs: {url}/docs)")
     print_admin_login(admin)
-    uvicorn.run(
-        "jarvis.main:app",
-        factory=True,
-        host=host,
-        port=port,
-        reload=reload,
-        log_level=cfg.log_level.lower(),
-        proxy_headers=True,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": cfg.log_level.lower(),
+        "proxy_headers": True,
+        # Small JSON events to many sockets: compressing each copy costs more than it saves.
+        "ws_per_message_deflate": False,
+    }
+    if reload:
+        uvicorn.run("jarvis.main:app", factory=True, reload=True, **options)
+        return
+    app = create_app(cfg)
+    _Server(uvicorn.Config(app, **options), app).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling WebSocket and SSE clients the server is going away (1001) before
+    its own shutdown closes their connections."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.jarvis = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(Exception):
+            await self.jarvis.state.realtime.close()
+        await super().shutdown(sockets)
