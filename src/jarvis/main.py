@@ -67,7 +67,7 @@ def create_app(
     """Build the application. ``database`` and ``bus`` let tests share them."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.is_production)
-    db = database or Database.from_url(settings.database_url)
+    db = database or settings.database()
     owns_db = database is None
     event_bus = bus if bus is not None else create_bus(settings.redis_url)
     owns_bus = bus is None

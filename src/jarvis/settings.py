@@ -8,11 +8,14 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from jarvis.db.engine import Database
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./jarvis.db"
 SECRET_KEY_FILE_NAME = ".jarvis_secret_key"  # noqa: S105 - a file name
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     redis_url: str | None = None
+    # Database connections each process keeps (and may open beyond that under load).
+    # With N API instances and M workers, keep (N + M) x (pool + overflow) under the
+    # server's max_connections.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
     config_cache_size: int = Field(default=1000, ge=0, le=10_000_000)
     config_poll_seconds: float = Field(default=2.0, ge=0, le=3600)
     agent_list_cache_seconds: float = Field(default=2.0, ge=0, le=3600)
@@ -128,6 +136,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    def database(self) -> Database:
+        """The database these settings name, with their pool size."""
+        from jarvis.db.engine import Database
+
+        return Database.from_url(
+            self.database_url, pool_size=self.db_pool_size, max_overflow=self.db_max_overflow
+        )
 
     def secret_key_file(self) -> Path:
         """Where development keeps its generated secret key: beside the SQLite file."""

@@ -295,3 +295,21 @@ async def world_events(db: Database, execution_id: str) -> list[dict[str, Any]]:
             .order_by(events_table.c.seq)
         )
         return [r.payload for r in rows]
+
+
+async def test_a_command_queued_while_redis_is_down_is_kept_for_the_sweeper(
+    db: Database, settings: Settings
+) -> None:
+    unreachable = settings.model_copy(
+        update={"redis_url": "redis://127.0.0.1:1/0", "dispatcher": "taskiq"}
+    )
+    app = create_app(unreachable, database=db)
+    assert isinstance(app.state.dispatcher, TaskiqDispatcher)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        world = await make_world(app, c, db)
+        execution_id = await world.post("while redis is down")  # 202, not 500
+        assert (await row(db, execution_id)).status == "queued"
+        health = (await c.get("/api/health")).json()
+    assert health["broker"] == {"kind": "taskiq-redis", "status": "unreachable"}
+    await app.state.dispatcher.close()

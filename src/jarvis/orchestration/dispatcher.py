@@ -187,6 +187,9 @@ def create_broker(redis_url: str, queue: str, *, lease_seconds: float) -> Any:
         idle_timeout=int(lease_seconds * 2 * 1000),
         unacknowledged_lock_timeout=lease_seconds,
         xread_block=1000,
+        # One message per read: a worker takes work only when it has a free slot, so
+        # queued executions spread over the workers instead of piling up on one.
+        xread_count=1,
     )
 
 
@@ -212,9 +215,15 @@ class TaskiqDispatcher:
             self._started = True
 
     async def submit(self, execution_id: str) -> None:
-        if not self._started:
-            await self.start()
-        await self.task.kiq(execution_id)
+        """Queue the execution; if Redis cannot take it now, it stays ``queued`` in the
+        database and a worker's sweeper queues it again later (the caller's answer does
+        not change: the execution is stored)."""
+        try:
+            if not self._started:
+                await self.start()
+            await self.task.kiq(execution_id)
+        except Exception as exc:
+            log.warning("execution_not_queued", execution_id=execution_id, error=str(exc))
 
     async def ping(self) -> bool:
         from redis.asyncio import Redis

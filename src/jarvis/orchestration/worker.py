@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable
 
 import structlog
@@ -20,7 +21,6 @@ from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
 from jarvis.config.service import ConfigService
-from jarvis.db.engine import Database
 from jarvis.llm.providers import Providers
 from jarvis.orchestration.dispatcher import TASK_NAME, Sweeper, create_broker
 from jarvis.orchestration.engine import Engine
@@ -37,7 +37,7 @@ class Worker:
         self.settings = settings
         self.concurrency = concurrency
         self.grace = grace
-        self.db = Database.from_url(settings.database_url)
+        self.db = settings.database()
         self.bus = create_bus(settings.redis_url)
         self.config = ConfigService(
             self.db,
@@ -88,16 +88,8 @@ class Worker:
         await self.engine.start()
         self.broker.is_worker_process = True
         await self.broker.startup()
-        receiver = Receiver(
-            self.broker,
-            max_async_tasks=self.concurrency,
-            max_prefetch=0,
-            ack_type=AcknowledgeType.WHEN_EXECUTED,
-            propagate_exceptions=False,
-            run_startup=False,
-        )
         finish = asyncio.Event()
-        listening = asyncio.create_task(receiver.listen(finish))
+        listening = asyncio.create_task(self._listen(finish))
         self.sweeper.start()
         log.info(
             "worker_ready",
@@ -123,6 +115,36 @@ class Worker:
             await self.bus.close()
             await self.db.dispose()
             log.info("worker_stopped", worker=self.engine.owner)
+
+    async def _listen(self, finish: asyncio.Event) -> None:
+        """Take messages until ``finish``; when Redis goes away, listen again once it is
+        back (with backoff) instead of exiting. Executions already running carry on."""
+        delay = 0.5
+        while not finish.is_set():
+            receiver = Receiver(
+                self.broker,
+                max_async_tasks=self.concurrency,
+                max_prefetch=0,
+                ack_type=AcknowledgeType.WHEN_EXECUTED,
+                propagate_exceptions=False,
+                run_startup=False,
+            )
+            began = time.monotonic()
+            try:
+                await receiver.listen(finish)
+                problem = "the queue listener stopped"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                problem = str(exc) or type(exc).__name__
+            if finish.is_set():
+                return
+            if time.monotonic() - began > 60:
+                delay = 0.5  # it had been listening fine: a new outage starts quick retries
+            log.warning("worker_queue_unreachable", error=problem, retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finish.wait(), delay)
+            delay = min(delay * 2, 30.0)
 
     async def _drain(self) -> None:
         running = self.engine.running_tasks()
