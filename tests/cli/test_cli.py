@@ -390,10 +390,14 @@ def test_version(configure: Any) -> None:
 
 
 @pytest.fixture
-def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """Stand in for uvicorn.run so ``serve`` never starts a server in tests."""
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Stand in for the uvicorn server so ``serve`` never starts one in tests: each entry is
+    the server ``serve`` would have run (or uvicorn.run's arguments, with ``--reload``)."""
+    calls: list[Any] = []
     monkeypatch.setattr("jarvis.cli.serve.uvicorn.run", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(
+        "jarvis.cli.serve._Server.run", lambda server, *a, **kw: calls.append(server)
+    )
     return calls
 
 
@@ -410,10 +414,10 @@ def test_serve_on_a_migrated_database_bootstraps_an_admin(
     upgraded(db_file)
     result = jarvis("serve", "--port", "8123")
     assert result.exit_code == 0, result.output
-    [(args, kwargs)] = uvicorn_calls
-    assert args == ("jarvis.main:app",)
-    assert kwargs["factory"] is True
-    assert kwargs["port"] == 8123
+    [server] = uvicorn_calls
+    assert server.config.port == 8123
+    assert server.config.ws_per_message_deflate is False
+    assert server.jarvis.title == "JARVIS"  # the app it serves, told first of a shutdown
     assert "http://127.0.0.1:8123" in result.output
 
     [password] = PASSWORD_LINE.findall(result.output)
