@@ -11,3 +11,6 @@ fi
 .venv/bin/python benchmarks/config_propagation.py
 .venv/bin/python benchmarks/engine_overhead.py
 .venv/bin/python benchmarks/engine_parallelism.py
+.venv/bin/python benchmarks/ws_fanout.py
+.venv/bin/python benchmarks/ws_idle.py
+.venv/bin/python benchmarks/scale_out.py
