@@ -156,6 +156,7 @@ class InProcessDispatcher:
         """Wait until every submitted execution has stopped running (tests, CLI)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.engine.flush_metrics()
 
     async def drain(self, grace: float) -> None:
         """Stop sweeping and let running executions finish for up to ``grace`` seconds."""

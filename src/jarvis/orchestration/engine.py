@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -102,6 +103,8 @@ class Engine:
         self.concurrency = concurrency
         self._heartbeat: asyncio.Task[None] | None = None
         self._abandoned: set[str] = set()
+        self._stale_agents: set[int] = set()
+        self._metrics: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._runs: dict[str, ExecutionRun] = {}
@@ -130,6 +133,8 @@ class Engine:
         await ready.wait()
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush_metrics(), timeout=10)
         for task in (self._listener, self._heartbeat):
             if task is not None:
                 task.cancel()
@@ -378,7 +383,6 @@ class Engine:
     ) -> None:
         state = claimed.state
         result = _result(run) if status == "completed" else None
-        thresholds = await sla_thresholds(self.config, run.settled_agents)
 
         def apply(connection: Connection) -> None:
             now = utcnow()
@@ -405,7 +409,6 @@ class Engine:
                     layers_done=run.layers_done,
                 )
             )
-            update_metrics(connection, thresholds)
             add_activity(
                 connection,
                 type=FINAL_ACTIVITY[status],
@@ -428,8 +431,34 @@ class Engine:
         except Exception:
             log.exception("execution_end_not_recorded", execution_id=state.execution_id)
             raise
-        if thresholds:
+        self.refresh_metrics(run.settled_agents)
+
+    # --- agent metrics ---------------------------------------------------------------------
+
+    def refresh_metrics(self, agents: set[int]) -> None:
+        """Recompute these agents' figures soon, off the execution's path: one write for
+        every execution that ended meanwhile (``flush_metrics`` waits for it)."""
+        if not agents:
+            return
+        self._stale_agents |= agents
+        if self._metrics is None or self._metrics.done():
+            self._metrics = asyncio.create_task(self._write_metrics())
+
+    async def _write_metrics(self) -> None:
+        while self._stale_agents:
+            agents, self._stale_agents = self._stale_agents, set()
+            try:
+                thresholds = await sla_thresholds(self.config, agents)
+                await self.db.run_write(partial(update_metrics, thresholds=thresholds))
+            except Exception as exc:  # the next execution of these agents recomputes them
+                log.warning("agent_metrics_not_updated", agents=sorted(agents), error=str(exc))
+                continue
             mark_registry_changed()  # the agents' figures changed: cached lists are stale
+
+    async def flush_metrics(self) -> None:
+        """Wait until the figures of every execution ended so far are stored."""
+        while self._metrics is not None and not self._metrics.done():
+            await asyncio.shield(self._metrics)
 
 
 def _claim(
