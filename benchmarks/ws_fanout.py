@@ -144,6 +144,11 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
         "--port",
         str(port),
         "--no-access-log",
+        # as `jarvis serve` runs it (jarvis.realtime.ws.UVICORN_WS_OPTIONS)
+        "--ws",
+        "websockets-sansio",
+        "--ws-per-message-deflate",
+        "false",
         "--log-level",
         "warning",
     ]

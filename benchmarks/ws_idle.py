@@ -77,6 +77,8 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
         *(sys.executable, "-m", "uvicorn", "--factory", "jarvis.main:app"),
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--no-access-log", "--log-level", "warning"),
+        # as `jarvis serve` runs it (jarvis.realtime.ws.UVICORN_WS_OPTIONS)
+        *("--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
     ]
     proc = subprocess.Popen(command, env=env, preexec_fn=raise_fd_limit)
     deadline = time.monotonic() + 60

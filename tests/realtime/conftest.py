@@ -28,7 +28,7 @@ from jarvis.db.engine import Database
 from jarvis.main import create_app
 from jarvis.realtime.bus import EventBus, MemoryBus, RedisBus
 from jarvis.realtime.events import TERMINAL_EVENT_TYPES
-from jarvis.realtime.ws import WS_PATH
+from jarvis.realtime.ws import UVICORN_WS_OPTIONS, WS_PATH
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world
 
@@ -62,7 +62,13 @@ async def uvicorn_server(app: FastAPI) -> AsyncIterator[str]:
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", ws_ping_interval=None)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            ws_ping_interval=None,
+            **UVICORN_WS_OPTIONS,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[listener]))
     try:

@@ -25,6 +25,7 @@ from jarvis.config.service import ConfigService
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.main import create_app
+from jarvis.realtime.ws import UVICORN_WS_OPTIONS
 
 
 def serve(
@@ -62,8 +63,7 @@ def serve(
         "port": port,
         "log_level": cfg.log_level.lower(),
         "proxy_headers": True,
-        # Small JSON events to many sockets: compressing each copy costs more than it saves.
-        "ws_per_message_deflate": False,
+        **UVICORN_WS_OPTIONS,
     }
     if reload:
         uvicorn.run("jarvis.main:app", factory=True, reload=True, **options)

@@ -68,6 +68,14 @@ from jarvis.realtime.hub import ExecutionFollower, RealtimeHub, encode
 
 log = structlog.get_logger(__name__)
 
+# How `jarvis serve` runs uvicorn's WebSockets (tests and benchmarks use the same): the
+# sans-I/O implementation costs the least CPU per message sent, which is what fan-out to
+# many subscribers spends; small JSON events are not worth compressing for each socket.
+UVICORN_WS_OPTIONS: Final[dict[str, Any]] = {
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,
+}
+
 router = APIRouter()
 
 WS_PATH: Final = "/api/agent-executions/ws"
