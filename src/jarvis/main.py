@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -101,6 +102,9 @@ def create_app(
             await realtime.start()
             if check_schema:
                 await dispatcher.start()
+            # Everything built so far lives as long as the process: keep it out of the
+            # collector's full passes, whose pauses would delay every live event.
+            gc.freeze()
             yield
         finally:
             await realtime.close()
