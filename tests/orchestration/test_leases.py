@@ -37,6 +37,15 @@ async def lost_world(world: World) -> None:
     await world.agent("Interface", "Replier")
 
 
+async def start_slow(world: World) -> str:
+    """Post a command and return once its slow Process step is running."""
+    await lost_world(world)
+    async with world.watch() as watch:
+        execution_id = await world.post("review the submission")
+        await watch.until(execution_id, "step_started", agentName="Slow")
+    return execution_id
+
+
 async def expire_lease(db: Database, execution_id: str) -> None:
     async with db.engine.begin() as connection:
         await connection.execute(
@@ -80,11 +89,8 @@ def check_log(events: list[dict[str, Any]]) -> None:
 
 
 async def test_a_lost_engine_is_resumed_from_the_first_unfinished_layer(world: World) -> None:
-    await lost_world(world)
     engine = world.app.state.engine
-    async with world.watch() as watch:
-        execution_id = await world.post("review the submission")
-        await watch.until(execution_id, "step_started", agentName="Slow")
+    execution_id = await start_slow(world)
     before = await steps(world.db, execution_id)
     engine.abandon(execution_id)  # the engine dies: it writes nothing more
     await world.settle()
@@ -117,10 +123,7 @@ async def test_a_lost_engine_is_resumed_from_the_first_unfinished_layer(world: W
 
 
 async def test_a_lost_engine_that_comes_back_is_fenced_off(world: World) -> None:
-    await lost_world(world)
-    async with world.watch() as watch:
-        execution_id = await world.post("review the submission")
-        await watch.until(execution_id, "step_started", agentName="Slow")
+    execution_id = await start_slow(world)
     # The first engine stalls past its lease; another takes over while it still runs.
     await expire_lease(world.db, execution_id)
     other = second_engine(world)
@@ -141,11 +144,8 @@ async def test_a_lost_engine_that_comes_back_is_fenced_off(world: World) -> None
 
 
 async def test_too_many_losses_end_the_execution_failed(world: World) -> None:
-    await lost_world(world)
     engine = world.app.state.engine
-    async with world.watch() as watch:
-        execution_id = await world.post("review the submission")
-        await watch.until(execution_id, "step_started", agentName="Slow")
+    execution_id = await start_slow(world)
     engine.abandon(execution_id)
     await world.settle()
     async with world.db.engine.begin() as connection:
@@ -168,11 +168,8 @@ async def test_too_many_losses_end_the_execution_failed(world: World) -> None:
 
 
 async def test_a_live_lease_cannot_be_claimed_and_renewal_extends_it(world: World) -> None:
-    await lost_world(world)
     engine = world.app.state.engine
-    async with world.watch() as watch:
-        execution_id = await world.post("review the submission")
-        await watch.until(execution_id, "step_started", agentName="Slow")
+    execution_id = await start_slow(world)
     first = (await row(world.db, execution_id)).lease_expires_at
     other = second_engine(world)
     assert await other.run(execution_id) == "running"  # held: nothing happens
@@ -192,11 +189,8 @@ async def test_a_live_lease_cannot_be_claimed_and_renewal_extends_it(world: Worl
 
 
 async def test_the_sweeper_resumes_what_nobody_runs(world: World) -> None:
-    await lost_world(world)
     engine = world.app.state.engine
-    async with world.watch() as watch:
-        execution_id = await world.post("review the submission")
-        await watch.until(execution_id, "step_started", agentName="Slow")
+    execution_id = await start_slow(world)
     engine.abandon(execution_id)
     await world.settle()
     assert await world.dispatcher.sweeper.sweep() == []  # the lease has not expired
