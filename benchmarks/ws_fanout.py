@@ -39,10 +39,6 @@ import gc
 import json
 import multiprocessing
 import os
-import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,6 +62,7 @@ from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
 from jarvis.governance.audit import Actor
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from wsserver import free_port, raise_fd_limit, start_server
 
 ACTOR = Actor.system("benchmark")
 EMAIL = "fanout@bench.local"
@@ -80,18 +77,6 @@ WAIT = 120.0  # a hang guard
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 # --- the server --------------------------------------------------------------------------
@@ -125,47 +110,6 @@ async def prepare_database(url: str, agent_delay_ms: int) -> str:
         return token
     finally:
         await db.dispose()
-
-
-def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "JARVIS_DATABASE_URL": database_url,
-        "JARVIS_SECRET_KEY": "benchmark-" + "k" * 40,
-        "JARVIS_LOG_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "jarvis.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        # as `jarvis serve` runs it (jarvis.realtime.ws.UVICORN_WS_OPTIONS)
-        "--ws",
-        "websockets-sansio",
-        "--ws-per-message-deflate",
-        "false",
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(command, env=env, preexec_fn=raise_fd_limit)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the API process did not come up")
 
 
 # --- the subscribers (client processes) --------------------------------------------------
