@@ -49,22 +49,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 
 from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
-from jarvis.auth.service import create_api_token, create_user
-from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
-from jarvis.db.engine import Database
-from jarvis.db.migrate import upgrade
-from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
-from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
-from wsserver import free_port, raise_fd_limit, start_server
+from wsserver import ACTOR, free_port, raise_fd_limit, start_server
+from wsserver import prepare_database as seeded_database
 
-ACTOR = Actor.system("benchmark")
 EMAIL = "fanout@bench.local"
 TARGET_P99_MS = 100.0
 FINAL = frozenset(
@@ -83,33 +76,25 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 async def prepare_database(url: str, agent_delay_ms: int) -> str:
-    """Migrate, seed the admin persona, a user with an API token and six echo agents (the
-    Experience one pauses for approval); return the token."""
-    await upgrade(url)
-    db = Database.from_url(url)
-    try:
-        config = ConfigService(db, poll_seconds=0)
-        async with unit_of_work(db) as session:
-            await ensure_builtin_registry(session)
-            await ensure_persona(session, ADMIN_PERSONA, actor=ACTOR, config=config)
-            await create_user(session, email=EMAIL, persona="admin", password=None, actor=ACTOR)
-            _, token = await create_api_token(session, email=EMAIL, name="bench", actor=ACTOR)
-            for index, layer in enumerate(LAYER_ORDER):
-                settings: dict[str, Any] = (
-                    {"requires_approval": True} if index == 0 else {"delay_ms": agent_delay_ms}
-                )
-                data = AgentCreate(
-                    name=f"Fan-out {layer.value}",
-                    layer=layer,
-                    persona="admin",
-                    kind="echo",
-                    config=settings,
-                    governance_status="approved",
-                )
-                await create_agent(session, data, actor=ACTOR)
-        return token
-    finally:
-        await db.dispose()
+    """The seeded database, with six echo agents (the Experience one pauses for approval);
+    the token."""
+
+    async def agents(session: AsyncSession) -> None:
+        for index, layer in enumerate(LAYER_ORDER):
+            settings: dict[str, Any] = (
+                {"requires_approval": True} if index == 0 else {"delay_ms": agent_delay_ms}
+            )
+            data = AgentCreate(
+                name=f"Fan-out {layer.value}",
+                layer=layer,
+                persona="admin",
+                kind="echo",
+                config=settings,
+                governance_status="approved",
+            )
+            await create_agent(session, data, actor=ACTOR)
+
+    return await seeded_database(url, EMAIL, agents)
 
 
 # --- the subscribers (client processes) --------------------------------------------------

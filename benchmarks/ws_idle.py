@@ -31,37 +31,12 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from jarvis.auth.service import create_api_token, create_user
-from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
-from jarvis.db.engine import Database
-from jarvis.db.migrate import upgrade
-from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
-from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
-from wsserver import free_port, raise_fd_limit, start_server
+from wsserver import free_port, prepare_database, raise_fd_limit, start_server
 
-ACTOR = Actor.system("benchmark")
 EMAIL = "idle@bench.local"
 GIB = 2**30
 CONNECT_CONCURRENCY = 64  # handshakes in flight per client process
 WAIT = 300.0  # a hang guard
-
-
-async def prepare_database(url: str) -> str:
-    """Migrate, seed the admin persona and a user with an API token; return the token."""
-    await upgrade(url)
-    db = Database.from_url(url)
-    try:
-        config = ConfigService(db, poll_seconds=0)
-        async with unit_of_work(db) as session:
-            await ensure_builtin_registry(session)
-            await ensure_persona(session, ADMIN_PERSONA, actor=ACTOR, config=config)
-            await create_user(session, email=EMAIL, persona="admin", password=None, actor=ACTOR)
-            _, token = await create_api_token(session, email=EMAIL, name="bench", actor=ACTOR)
-        return token
-    finally:
-        await db.dispose()
 
 
 def rss_bytes(pid: int) -> int:
@@ -140,7 +115,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{tmp}/idle.db"
-        token = asyncio.run(prepare_database(database_url))
+        token = asyncio.run(prepare_database(database_url, EMAIL))
         port = free_port()
         server = start_server(database_url, port)
         ws_url = f"ws://127.0.0.1:{port}/api/agent-executions/ws"

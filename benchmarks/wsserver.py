@@ -1,5 +1,5 @@
-"""What the WebSocket benchmarks share: one API process under test, served the way
-`jarvis serve` serves it, on a free loopback port."""
+"""What the WebSocket benchmarks share: a seeded database, and one API process under test
+served the way `jarvis serve` serves it, on a free loopback port."""
 
 from __future__ import annotations
 
@@ -9,8 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jarvis.auth.service import create_api_token, create_user
+from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.service import ConfigService
+from jarvis.db.engine import Database
+from jarvis.db.migrate import upgrade
+from jarvis.db.session import unit_of_work
+from jarvis.governance.audit import Actor
+from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+
+ACTOR = Actor.system("benchmark")
 
 
 def free_port() -> int:
@@ -53,3 +66,24 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the API process did not come up")
+
+
+async def prepare_database(
+    url: str, email: str, seed: Callable[[AsyncSession], Awaitable[None]] | None = None
+) -> str:
+    """Migrate, seed the admin persona and a user with an API token (and whatever ``seed``
+    adds in the same transaction); return the token."""
+    await upgrade(url)
+    db = Database.from_url(url)
+    try:
+        config = ConfigService(db, poll_seconds=0)
+        async with unit_of_work(db) as session:
+            await ensure_builtin_registry(session)
+            await ensure_persona(session, ADMIN_PERSONA, actor=ACTOR, config=config)
+            await create_user(session, email=email, persona="admin", password=None, actor=ACTOR)
+            _, token = await create_api_token(session, email=email, name="bench", actor=ACTOR)
+            if seed is not None:
+                await seed(session)
+        return token
+    finally:
+        await db.dispose()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -59,7 +60,9 @@ class Sweeper:
     """Every half lease (with jitter, so engines do not sweep in step), dispatch the
     executions nobody runs."""
 
-    def __init__(self, db: Database, lease_seconds: float, submit: Any) -> None:
+    def __init__(
+        self, db: Database, lease_seconds: float, submit: Callable[[str], Awaitable[None]]
+    ) -> None:
         self.db = db
         self.lease_seconds = lease_seconds
         self.submit = submit
