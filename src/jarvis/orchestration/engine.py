@@ -115,7 +115,8 @@ class Engine:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the HTTP client agents share and listen for cancellations from anywhere."""
+        """Register in ``workers``, listen for cancellations from anywhere and start renewing
+        the leases of what this engine runs."""
         if self._listener is not None:
             return
         await self.db.run_write(
