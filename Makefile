@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest lock bench clean
+.PHONY: install run test lint typecheck audit pytest lock bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "JARVIS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -34,7 +34,41 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# Known vulnerabilities in the pinned packages (pip-audit against PyPI's vulnerability feed).
+# Found ones fail; upgrade the pin (`make lock` takes the newest allowed) and run it again.
+# A feed that cannot be reached fails with CI=true and is reported as SKIPPED otherwise. A
+# feed that answers but does not know a pinned version (404: a registry mirror without
+# PyPI's per-version JSON, as on this project's machines) leaves that package unaudited:
+# SKIPPED, unless AUDIT_COMPLETE=1 makes it an error.
+AUDIT_COMPLETE ?= 0
+audit: $(STAMP)
+	@set +e; \
+	out=$$($(BIN)/pip-audit -r requirements.lock --require-hashes --disable-pip \
+		--progress-spinner off 2>&1); rc=$$?; set -e; \
+	pinned=$$(grep -c '^[A-Za-z0-9]' requirements.lock); \
+	unaudited=$$(printf '%s\n' "$$out" | grep -c 'could not be audited' || true); \
+	if [ $$rc -ne 0 ] && printf '%s\n' "$$out" | grep -q 'Found [0-9]* known vulnerabilit'; then \
+		printf '%s\n' "$$out"; \
+		echo "audit: FAILED: known vulnerabilities in pinned packages; upgrade them (make lock)"; \
+		exit 1; \
+	elif [ $$rc -ne 0 ] && printf '%s\n' "$$out" | \
+			grep -qE 'Tip: your network|Max retries exceeded|ConnectionError|ConnectTimeout|ReadTimeout|ServiceError'; then \
+		printf '%s\n' "$$out" | tail -n 3; \
+		if [ "$$CI" = true ]; then \
+			echo "audit: FAILED: pip-audit could not reach its vulnerability service (CI=true)"; \
+			exit 1; \
+		fi; \
+		echo "SKIPPED: pip-audit could not reach its vulnerability service (PyPI's JSON API); with CI=true this fails"; \
+	elif [ $$rc -ne 0 ]; then \
+		printf '%s\n' "$$out"; echo "audit: FAILED: pip-audit exited with $$rc"; exit 1; \
+	elif [ $$unaudited -gt 0 ]; then \
+		echo "SKIPPED: pip-audit could not audit $$unaudited of $$pinned pinned packages: PyPI answered 404 for their versions' JSON (the vulnerability feed); no known vulnerabilities in the other $$((pinned - unaudited))"; \
+		if [ "$(AUDIT_COMPLETE)" = 1 ]; then echo "audit: FAILED: AUDIT_COMPLETE=1"; exit 1; fi; \
+	else \
+		echo "audit: no known vulnerabilities in $$pinned pinned packages"; \
+	fi
+
+test: lint typecheck audit pytest
 
 # Re-pin every dependency after editing pyproject.toml.
 lock: $(STAMP)

@@ -32,6 +32,8 @@ from sqlalchemy.pool import NullPool
 
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
+from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
@@ -56,9 +58,12 @@ def free_port() -> int:
 async def prepare_database(url: str) -> None:
     await upgrade(url)
     db = Database.from_url(url)
+    config = ConfigService(db, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
-            await seed_demo(session)
+            await ensure_builtin_registry(session)
+        async with unit_of_work(db) as session:
+            await seed_demo(session, config=config)
             for i in range(EXTRA_AGENTS):
                 await create_agent(
                     session,

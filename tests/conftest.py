@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from jarvis.auth.grants import ensure_catalogue
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
@@ -188,10 +189,14 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 async def _empty_postgres(db: Database) -> None:
+    """Back to the freshly migrated state: every table emptied, then what the migrations
+    seed (the permission catalogue) put back."""
     tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     async with db.engine.begin() as conn:
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    async with unit_of_work(db) as session:
+        await ensure_catalogue(session)
 
 
 @pytest.fixture
@@ -220,7 +225,14 @@ async def session(db: Database) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, secret_key=TEST_SECRET_KEY, log_level="WARNING")
+    # Rate limits are off for the suite at large (it sends far more requests a minute than
+    # any user); tests/auth/test_rate_limits.py turns them on.
+    return Settings(
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        log_level="WARNING",
+        rate_limits=False,
+    )
 
 
 @pytest.fixture

@@ -13,12 +13,14 @@ from fastapi import APIRouter
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent as service_create_agent
+from jarvis.auth.grants import grant
 from jarvis.auth.models import User
 from jarvis.auth.service import create_api_token
 from jarvis.auth.service import create_user as service_create_user
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.demo.data import PERSONA_PERMISSIONS
 from jarvis.governance.audit import Actor
 from jarvis.main import create_app
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
@@ -46,11 +48,21 @@ UNDERWRITER = PersonaRegister(
 
 
 async def create_personas(db: Database, config: ConfigService | None = None) -> None:
-    """The admin and underwriter personas (colours stored through ``config``)."""
+    """The admin and underwriter personas (colours stored through ``config``); the
+    underwriter may do what the demo's may (start and approve executions)."""
     config = config or ConfigService(db, poll_seconds=0)
     async with unit_of_work(db) as session:
         await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR, config=config)
-        await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR, config=config)
+        if await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR, config=config):
+            await grant(
+                session, UNDERWRITER.key, PERSONA_PERMISSIONS[UNDERWRITER.key], actor=TEST_ACTOR
+            )
+
+
+async def grant_permissions(db: Database, persona: str, *permissions: str) -> None:
+    """Let ``persona`` do more (``auth.grants.grant``)."""
+    async with unit_of_work(db) as session:
+        await grant(session, persona, permissions, actor=TEST_ACTOR)
 
 
 async def create_user(
@@ -91,9 +103,11 @@ async def token_for(db: Database, user: User, name: str | None = None) -> str:
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str = DEFAULT_PASSWORD) -> None:
-    """Sign ``client`` in; its cookie jar then carries the session."""
+    """Sign ``client`` in; its cookie jar then carries the session, and its headers the
+    CSRF token that unsafe requests signed in by cookie must send."""
     response = await client.post("/api/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.cookies["jarvis_csrf"]
 
 
 def bearer(token: str) -> dict[str, str]:

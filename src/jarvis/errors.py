@@ -7,8 +7,9 @@ framework's own (validation, unknown route, integrity errors), into problem+json
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -88,6 +89,20 @@ class ValidationFailed(JarvisError):
         return cls(f"{_format_loc(loc)}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
 
 
+class TooManyRequests(JarvisError):
+    status, title, slug = 429, "Too many requests", "rate-limited"
+
+    @classmethod
+    def retry_after(cls, detail: str, seconds: float) -> TooManyRequests:
+        """A 429 whose ``Retry-After`` says when to try again (whole seconds, at least 1)."""
+        wait = max(1, math.ceil(seconds))
+        return cls(f"{detail}; retry in {wait} s", headers={"Retry-After": str(wait)})
+
+
+class BadGateway(JarvisError):
+    status, title, slug = 502, "Bad gateway", "bad-gateway"
+
+
 class ServiceUnavailable(JarvisError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
@@ -133,8 +148,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# Called with every JarvisError before it is rendered, after the request's transaction has
+# ended (the audit of refusals hooks in here).
+ErrorObserver = Callable[[Request, "JarvisError"], Awaitable[None]]
+
+
 async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JarvisError)  # noqa: S101 - registered for this type only
+    observer: ErrorObserver | None = getattr(request.app.state, "error_observer", None)
+    if observer is not None:
+        try:
+            await observer(request, exc)
+        except Exception:
+            log.exception("error_observer_failed", path=request.url.path)
     return problem(
         exc.status,
         exc.title,

@@ -6,14 +6,24 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from jarvis import __version__
 from jarvis.agents.kind_routes import router as agent_kinds_router
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.analytics.routes import router as activities_router
+from jarvis.auth.credentials import Credentials
+from jarvis.auth.denials import record_refusal
+from jarvis.auth.dependencies import request_guard
+from jarvis.auth.grants import ensure_catalogue
+from jarvis.auth.oauth_routes import router as oauth_router
 from jarvis.auth.routes import router as auth_router
+from jarvis.auth.session_routes import router as sessions_router
+from jarvis.auth.sessions import SessionSweeper
+from jarvis.auth.token_routes import router as tokens_router
+from jarvis.auth.user_routes import router as users_router
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.routes import router as config_router
 from jarvis.config.rule_routes import router as rules_router
@@ -23,9 +33,12 @@ from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import install_error_handlers
+from jarvis.governance.routes import router as audit_router
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
+from jarvis.kit.headers import docs_csp, install_security_headers
 from jarvis.kit.logging import configure_logging
+from jarvis.kit.ratelimit import RateLimiter
 from jarvis.llm.providers import Providers
 from jarvis.openapi import problem_openapi
 from jarvis.orchestration.dispatcher import Dispatcher, InProcessDispatcher, TaskiqDispatcher
@@ -92,6 +105,12 @@ def create_app(
     )
     dispatcher = create_dispatcher(settings, engine, db, config)
     realtime = RealtimeHub(db, event_bus, heartbeat_seconds=settings.ws_heartbeat_seconds)
+    secret_key = settings.resolve_secret_key()
+    credentials = Credentials(
+        db, event_bus, secret_key=secret_key, cache_seconds=settings.auth_cache_seconds
+    )
+    rate_limiter = RateLimiter(settings.redis_url)
+    session_sweeper = SessionSweeper(db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -102,7 +121,11 @@ def create_app(
                     raise SchemaNotAtHead(problem)
                 async with unit_of_work(db) as session:
                     await ensure_builtin_registry(session)
+                    await ensure_catalogue(session)
             await config.start()
+            await credentials.start()
+            if check_schema:
+                await session_sweeper.start()
             await realtime.start()
             if check_schema:
                 await dispatcher.start()
@@ -116,6 +139,9 @@ def create_app(
         finally:
             await realtime.close()
             await dispatcher.close()
+            await session_sweeper.close()
+            await credentials.close()
+            await rate_limiter.close()
             await config.close()
             if owns_bus:
                 await event_bus.close()
@@ -127,9 +153,18 @@ def create_app(
         version=__version__,
         summary="Governed AI agents for insurance operations, in six layers",
         lifespan=lifespan,
+        # ReDoc injects <style> elements, which the CSP (no 'unsafe-inline') refuses; the
+        # Swagger UI at /docs works under it.
+        redoc_url=None,
+        # Before every route: resolve the caller, check CSRF, count the request.
+        dependencies=[Depends(request_guard)],
     )
     app.state.settings = settings
-    app.state.secret_key = settings.resolve_secret_key()
+    app.state.secret_key = secret_key
+    app.state.credentials = credentials
+    app.state.rate_limiter = rate_limiter
+    # Every refusal (403) is audited, after the request's transaction has ended.
+    app.state.error_observer = record_refusal
     app.state.db = db
     app.state.bus = event_bus
     app.state.config = config
@@ -142,6 +177,11 @@ def create_app(
     for router in (
         health_router,
         auth_router,
+        oauth_router,
+        sessions_router,
+        tokens_router,
+        users_router,
+        audit_router,
         agents_router,
         agent_kinds_router,
         personas_router,
@@ -155,6 +195,22 @@ def create_app(
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RejectNulInUrl)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        # Closed unless origins are named; credentials (cookies) only for those origins.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "If-Match"],
+            max_age=600,
+        )
+    # Around everything, Starlette's error middleware included: every response, a 500 too,
+    # carries the security headers.
+    install_security_headers(
+        app, hsts=settings.is_production, per_path=docs_csp(app.openapi_url, app.title)
+    )
     return app
 
 

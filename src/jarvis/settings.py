@@ -8,10 +8,16 @@ import tempfile
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
@@ -51,10 +57,105 @@ class SettingsError(RuntimeError):
     """A setting is missing or unsafe; the message says which and how to fix it."""
 
 
+ENV_PREFIX = "JARVIS_"
+# Settings that may carry credentials besides the SecretStr ones (a password in the URL).
+FILE_SETTINGS_EXTRA = ("database_url", "redis_url")
+
+
+def file_setting_names(settings_cls: type[BaseSettings]) -> list[str]:
+    """The settings that may also be read from a file: ``JARVIS_<NAME>_FILE=/path``.
+
+    Every secret (a ``SecretStr`` field) and every URL that may hold a password.
+    """
+    names = []
+    for name, field in settings_cls.model_fields.items():
+        annotation = field.annotation
+        if name in FILE_SETTINGS_EXTRA or SecretStr in (annotation, *get_args(annotation)):
+            names.append(name)
+    return names
+
+
+def read_setting_file(variable: str, path: str) -> str:
+    """The value held in the file ``variable`` names, without its trailing line break.
+
+    Errors name the variable and the path, never what the file holds.
+    """
+    if not path.strip():
+        raise SettingsError(f"{variable} is set but empty; give the path of a file or unset it")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            f"{variable}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}: {path} is not UTF-8 text") from None
+    value = text.rstrip("\r\n")
+    if not value:
+        raise SettingsError(f"{variable}: {path} is empty")
+    return value
+
+
+class SettingFilesSource(PydanticBaseSettingsSource):
+    """Reads ``JARVIS_<NAME>_FILE`` (Docker and Kubernetes secrets) for the settings of
+    :func:`file_setting_names`. Setting both a variable and its ``_FILE`` is an error;
+    values given to ``Settings(...)`` directly win and leave the file unread."""
+
+    def __init__(self, settings_cls: type[BaseSettings], given: set[str]) -> None:
+        super().__init__(settings_cls)
+        self.given = given
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ reads every file setting at once.
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        # Case-insensitive, as pydantic-settings reads the plain variables.
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in file_setting_names(self.settings_cls):
+            variable = f"{ENV_PREFIX}{name.upper()}"
+            path = environment.get(f"{variable}_FILE")
+            if path is None or name in self.given:
+                continue
+            if variable in environment:
+                raise SettingsError(
+                    f"both {variable} and {variable}_FILE are set; set only one of them"
+                )
+            values[name] = read_setting_file(f"{variable}_FILE", path)
+        return values
+
+
 class Settings(BaseSettings):
     """Everything the process needs to start. Documented in docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="JARVIS_", extra="ignore")
+    # Errors name the variable, never its value: it may be a secret or hold a password.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", hide_input_in_errors=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``JARVIS_<NAME>_FILE``, then ``JARVIS_<NAME>``."""
+        given = (
+            set(init_settings.init_kwargs)
+            if isinstance(init_settings, InitSettingsSource)
+            else set()
+        )
+        return (
+            init_settings,
+            SettingFilesSource(settings_cls, given),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
@@ -95,6 +196,32 @@ class Settings(BaseSettings):
     ws_heartbeat_seconds: float = Field(default=15.0, ge=0.05, le=3600)
     ws_auth_timeout_seconds: float = Field(default=10.0, ge=0.05, le=3600)
     ws_send_queue_size: int = Field(default=1000, ge=10, le=1_000_000)
+
+    # Identity (docs/security.md). The URL the browser reaches this server at, used for
+    # OAuth redirect URIs (default: taken from each request).
+    public_url: str | None = None
+    # "Login with GitHub": an OAuth app's id and secret; the URLs are GitHub's unless
+    # pointed elsewhere (GitHub Enterprise, or a test provider).
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
+    github_api_url: str = "https://api.github.com"
+    # Any OpenID Connect provider (Keycloak, Entra ID, Google, Okta) by its discovery URL.
+    oidc_discovery_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_name: str = Field(default="Single sign-on", min_length=1, max_length=100)
+    oidc_scopes: str = "openid email profile"
+    # How long the identity of a session or token is trusted before it is read again.
+    # Revocations reach every instance at once over the event bus; this bounds how stale
+    # an instance can be if it missed one.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Rate limits (values in configuration, ratelimit.*). Off only for load tests.
+    rate_limits: bool = True
+    # Origins allowed to call the API from a browser on another origin (CORS); none by
+    # default. A comma-separated list: JARVIS_CORS_ORIGINS=https://a.example,https://b.example
+    cors_origins: str = ""
 
     @field_validator("redis_url")
     @classmethod

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from jarvis.agents.models import Agent, AgentVersion
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from tests.factories import bearer, create_agent, create_user, token_for
+from tests.factories import bearer, create_agent, create_user, grant_permissions, token_for
 from tests.problems import assert_problem
 
 # Versioned fields as the API spells them; metrics and bookkeeping are not versioned.
@@ -45,6 +45,8 @@ class Caller:
 @pytest.fixture
 async def caller(db: Database) -> Caller:
     user = await create_user(db, persona="underwriter")
+    # Any persona granted agents:write edits agents; the versions record who did.
+    await grant_permissions(db, "underwriter", "agents:write")
     return Caller(user.email, bearer(await token_for(db, user)))
 
 

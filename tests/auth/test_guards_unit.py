@@ -1,4 +1,4 @@
-"""``require_admin`` and ``require_auth`` on a route mounted for the test."""
+"""A permission guard (``UsersAdmin``) and ``require_auth`` on routes mounted for the test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from jarvis.auth.dependencies import Admin, Authenticated
+from jarvis.auth.dependencies import Authenticated
+from jarvis.auth.dependencies import UsersAdmin as Admin
 from jarvis.db.engine import Database
 from jarvis.settings import Settings
 from tests.factories import app_client, bearer, create_user, login, token_for
@@ -40,7 +41,7 @@ async def guarded(settings: Settings, db: Database) -> AsyncIterator[httpx.Async
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_require_admin_refuses_anonymous_callers(
+async def test_permission_guard_refuses_anonymous_callers(
     guarded: httpx.AsyncClient, method: str
 ) -> None:
     response = await guarded.request(method, "/test-only/admin")
@@ -51,7 +52,7 @@ async def test_require_admin_refuses_anonymous_callers(
     assert response.json()["type"] == "urn:jarvis:problem:unauthorized"
 
 
-async def test_require_admin_forbids_other_personas(
+async def test_permission_guard_forbids_other_personas(
     guarded: httpx.AsyncClient, db: Database
 ) -> None:
     underwriter = await create_user(db, persona="underwriter")
@@ -65,11 +66,11 @@ async def test_require_admin_forbids_other_personas(
         assert body["type"] == "urn:jarvis:problem:forbidden"
         assert body["status"] == 403
         assert "underwriter" in body["detail"]
-        assert underwriter.email in body["detail"]
-        assert "admin" in body["detail"]
+        assert "users:admin" in body["detail"]
+        assert body["permission"] == "users:admin"
 
 
-async def test_require_admin_admits_the_admin_persona(
+async def test_permission_guard_admits_the_admin_persona(
     guarded: httpx.AsyncClient, db: Database
 ) -> None:
     admin = await create_user(db, persona="admin")
@@ -80,7 +81,7 @@ async def test_require_admin_admits_the_admin_persona(
     assert response.json() == {"userId": admin.id, "persona": "admin", "via": "token"}
 
 
-async def test_require_admin_admits_an_admin_session(
+async def test_permission_guard_admits_an_admin_session(
     guarded: httpx.AsyncClient, db: Database
 ) -> None:
     admin = await create_user(db, persona="admin")

@@ -11,6 +11,7 @@ import pytest
 import structlog
 from sqlalchemy import select, update
 
+from jarvis.auth.cookies import csrf_token_for
 from jarvis.auth.models import User, UserSession
 from jarvis.auth.service import create_user as service_create_user
 from jarvis.db.engine import Database
@@ -20,6 +21,7 @@ from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import keyed_digest
 from jarvis.main import create_app
 from jarvis.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import DEFAULT_PASSWORD, TEST_ACTOR, create_personas, create_user
 
 COOKIE = "jarvis_session"
@@ -42,7 +44,8 @@ def session_cookie(response: httpx.Response) -> dict[str, str]:
 
 
 def with_cookie(token: str) -> dict[str, str]:
-    return {"Cookie": f"{COOKIE}={token}"}
+    """The session cookie, and the CSRF token unsafe requests signed in by it must carry."""
+    return {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf_token_for(TEST_SECRET_KEY, token)}
 
 
 async def sign_in(client: httpx.AsyncClient, email: str) -> str:
@@ -308,13 +311,15 @@ async def test_login_rotates_the_session_id(client: httpx.AsyncClient, db: Datab
     assert rows[1].revoked_at is None
 
 
-async def test_expired_session_is_rejected(client: httpx.AsyncClient, db: Database) -> None:
+async def test_expired_session_is_rejected(app, client: httpx.AsyncClient, db: Database) -> None:  # type: ignore[no-untyped-def]
     user = await create_user(db)
     token = await sign_in(client, user.email)
     assert (await client.get("/api/user", headers=with_cookie(token))).status_code == 200
 
     async with unit_of_work(db) as s:
         await s.execute(update(UserSession).values(expires_at=utcnow() - timedelta(minutes=1)))
+    # Edited behind the application's back: nothing announced it to the principal cache.
+    app.state.credentials.clear()
 
     response = await client.get("/api/user", headers=with_cookie(token))
     assert response.status_code == 401

@@ -103,12 +103,15 @@ async def test_unknown_token_is_rejected(client: httpx.AsyncClient, db: Database
     assert "invalid_token" in response.headers["www-authenticate"]
 
 
-async def test_revoked_token_is_rejected(client: httpx.AsyncClient, db: Database) -> None:
+async def test_revoked_token_is_rejected(app, client: httpx.AsyncClient, db: Database) -> None:  # type: ignore[no-untyped-def]
     token = await token_for(db, await create_user(db))
     assert (await client.get("/api/user", headers=bearer(token))).status_code == 200
 
     async with unit_of_work(db) as s:
         await s.execute(update(ApiToken).values(revoked_at=utcnow()))
+    # Edited behind the application's back: nothing announced it to the principal cache
+    # (DELETE /api/user/tokens/{id} does; tests/auth/test_api_tokens.py).
+    app.state.credentials.clear()
 
     for response in (
         await client.get("/api/user", headers=bearer(token)),
@@ -123,13 +126,14 @@ async def test_revoked_token_is_rejected(client: httpx.AsyncClient, db: Database
 async def test_expired_token_is_rejected(client: httpx.AsyncClient, db: Database) -> None:
     user = await create_user(db)
     async with unit_of_work(db) as s:
-        _, expired = await create_api_token(
+        row, expired = await create_api_token(
             s,
             email=user.email,
             name="expired",
             actor=TEST_ACTOR,
-            expires_at=utcnow() - timedelta(seconds=1),
+            expires_at=utcnow() + timedelta(seconds=30),
         )
+        row.expires_at = utcnow() - timedelta(seconds=1)  # a token created earlier
         _, current = await create_api_token(
             s,
             email=user.email,

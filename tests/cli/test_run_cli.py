@@ -48,6 +48,7 @@ async def _seed(path: Path) -> None:
         config = ConfigService(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)
+        async with unit_of_work(db) as session:
             await seed_demo(session, config=config)
     finally:
         await db.dispose()

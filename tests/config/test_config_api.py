@@ -24,6 +24,12 @@ MASK = "********"
 SECRET = "s3cr3t-value-do-not-leak"
 BUILTIN = {
     "persona.colors",
+    "auth.password_min_length",
+    "auth.lockout_threshold",
+    "auth.lockout_minutes",
+    "auth.default_permissions",
+    "auth.sso_default_persona",
+    "auth.sso_allowed_domains",
     "agent.timeout_seconds",
     "agent.max_retries",
     "agent.retry_backoff_seconds",
@@ -288,13 +294,13 @@ async def test_register_without_default_is_422(
     assert_problem(response, 422, "default is required")
 
 
-async def test_register_needs_an_admin(
+async def test_register_needs_config_write(
     client: httpx.AsyncClient, underwriter_headers: dict[str, str], admin_headers: dict[str, str]
 ) -> None:
     forbidden = await register(client, underwriter_headers, new_key(), expect=403)
     anonymous = await register(client, {}, new_key(), expect=401)
 
-    assert_problem(forbidden, 403, "admin", slug="forbidden")
+    assert_problem(forbidden, 403, "config:write", slug="forbidden")
     assert_problem(anonymous, 401, slug="unauthorized")
     assert_problem(await client.get(f"{API}/registry/test.limit", headers=admin_headers), 404)
 

@@ -17,7 +17,7 @@ from jarvis.agents.schemas import (
     GovernanceStatus,
     LayerOut,
 )
-from jarvis.auth.dependencies import Authenticated
+from jarvis.auth.dependencies import AgentsWriter
 from jarvis.db.session import DbSession, get_database, unit_of_work
 from jarvis.errors import BadRequest
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
@@ -81,7 +81,7 @@ async def get_agent(agent_id: AgentId, session: DbSession, response: Response) -
 
 @router.post("/agents", response_model=AgentOut, status_code=201, summary="Create an agent")
 async def create_agent(
-    body: AgentCreate, principal: Authenticated, session: DbSession, response: Response
+    body: AgentCreate, principal: AgentsWriter, session: DbSession, response: Response
 ) -> AgentOut:
     agent = await service.create_agent(session, body, actor=principal.actor)
     response.headers["Location"] = f"/api/agents/{agent.id}"
@@ -93,7 +93,7 @@ async def create_agent(
 async def update_agent(
     agent_id: AgentId,
     body: AgentUpdate,
-    principal: Authenticated,
+    principal: AgentsWriter,
     session: DbSession,
     response: Response,
     if_match: Annotated[str | None, Header(max_length=64)] = None,
@@ -106,7 +106,7 @@ async def update_agent(
 
 
 @router.delete("/agents/{agent_id}", status_code=204, summary="Delete an agent")
-async def delete_agent(agent_id: AgentId, principal: Authenticated, session: DbSession) -> Response:
+async def delete_agent(agent_id: AgentId, principal: AgentsWriter, session: DbSession) -> Response:
     await service.delete_agent(session, agent_id, actor=principal.actor)
     return Response(status_code=204)
 
@@ -136,7 +136,7 @@ async def list_versions(
 async def restore_version(
     agent_id: AgentId,
     version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-    principal: Authenticated,
+    principal: AgentsWriter,
     session: DbSession,
     response: Response,
 ) -> AgentOut:

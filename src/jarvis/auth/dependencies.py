@@ -1,27 +1,51 @@
-"""Request guards: ``require_auth`` (401) and ``require_admin`` (403).
+"""Request guards: who the caller is, what they may do, CSRF and rate limits.
 
 A caller authenticates with ``Authorization: Bearer <token>`` or the session cookie.
+``request_guard`` runs before every HTTP route (an application-wide dependency): it resolves
+the caller once, checks the CSRF token of unsafe requests authenticated by the cookie and
+counts the request against the caller's rate limit. Routes then declare what they need:
+``Authenticated`` (any signed-in caller, 401 otherwise) or ``Permitted(<permission>)``
+(403 when the caller's persona lacks it, or their token's scopes do).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
-from jarvis.auth.service import Principal, principal_from_session, principal_from_token
-from jarvis.db.session import DbSession
-from jarvis.errors import Forbidden, Unauthorized
+from jarvis.auth import permissions as perm
+from jarvis.auth.cookies import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_matches
+from jarvis.auth.credentials import Credentials
+from jarvis.auth.permissions import PERMISSIONS
+from jarvis.auth.service import Principal
+from jarvis.config.scope import GLOBAL, Scope
+from jarvis.errors import Forbidden, TooManyRequests, Unauthorized
 
-SESSION_COOKIE = "jarvis_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+API_LIMIT_KEY = "ratelimit.api_requests_per_minute"
+EXECUTIONS_LIMIT_KEY = "ratelimit.executions_per_minute"
+FORM_TYPE = "application/x-www-form-urlencoded"
+_RESOLVED = "jarvis_principal_resolved"
+# Signing in draws no authority from the session the browser already has (it replaces it),
+# so a stale page's sign-in form works without that session's token.
+CSRF_EXEMPT_PATHS = frozenset({"/api/login"})
+
+__all__ = ["SESSION_COOKIE", "Authenticated", "current_principal", "request_guard"]
 
 
-def secret_key(request: Request) -> str:
+def secret_key(request: HTTPConnection) -> str:
     key: str = request.app.state.secret_key
     return key
 
 
-def bearer_token(request: Request) -> str | None:
+def client_ip(request: HTTPConnection) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def bearer_token(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization")
     if not header:
         return None
@@ -34,21 +58,112 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-async def current_principal(request: Request, session: DbSession) -> Principal | None:
-    """The caller, or None when the request carries no credential."""
+async def resolve_principal(request: HTTPConnection) -> Principal | None:
+    """The caller (None without credentials), resolved once per request."""
+    if getattr(request.state, _RESOLVED, False):
+        principal: Principal | None = request.state.principal
+        return principal
+    credentials: Credentials = request.app.state.credentials
     token = bearer_token(request)
     if token is not None:
-        principal = await principal_from_token(session, token)
+        principal = await credentials.from_token(token)
         if principal is None:
             raise Unauthorized(
                 "the bearer token is unknown, expired or revoked",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        return principal
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        return await principal_from_session(session, cookie, secret_key=secret_key(request))
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        # An unknown or ended session is no session: the caller is anonymous.
+        principal = await credentials.from_session(cookie) if cookie else None
+    request.state.principal = principal
+    setattr(request.state, _RESOLVED, True)
+    return principal
+
+
+async def current_principal(request: Request) -> Principal | None:
+    """The caller, or None when the request carries no credential."""
+    return await resolve_principal(request)
+
+
+async def _presented_csrf(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    # A plain HTML form (no JavaScript) posts the token as a field.
+    if request.headers.get("content-type", "").startswith(FORM_TYPE):
+        fields = parse_qs((await request.body()).decode("latin-1"), max_num_fields=1000)
+        values = fields.get(CSRF_FORM_FIELD)
+        return values[0] if values else None
     return None
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless the request echoes the session's CSRF token (header or form field)."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    presented = await _presented_csrf(request)
+    if not csrf_matches(secret_key(request), cookie, presented):
+        why = "missing" if not presented else "wrong"
+        raise Forbidden(
+            f"the CSRF token is {why}: requests signed in by cookie must send the "
+            f"jarvis_csrf cookie's value in the X-CSRF-Token header (or a {CSRF_FORM_FIELD} "
+            "form field); API clients should use a bearer token instead",
+            extra={"reason": "csrf"},
+        )
+
+
+async def count_against(
+    request: HTTPConnection, limit_key: str, scope: Scope, identity: str, what: str
+) -> None:
+    """Count one request against the limit configured under ``limit_key`` (per minute, read
+    at ``scope``) for ``identity``; 429 with ``Retry-After`` once it is used up."""
+    state = request.app.state
+    if not state.settings.rate_limits:
+        return
+    per_minute = await state.config.get(limit_key, scope, as_type=int)
+    wait = await state.rate_limiter.hit(limit_key, per_minute, identity)
+    if wait is not None:
+        raise TooManyRequests.retry_after(
+            f"more than {per_minute} {what} a minute ({limit_key})", wait
+        )
+
+
+async def enforce_api_limit(request: HTTPConnection, principal: Principal | None) -> None:
+    """429 when the caller (user, token, or anonymous IP) exceeds their API rate limit."""
+    if principal is None:
+        scope, identity = GLOBAL, f"ip:{client_ip(request)}"
+    elif principal.via == "token":
+        scope, identity = Scope(persona=principal.persona), f"token:{principal.credential_id}"
+    else:
+        scope, identity = Scope(persona=principal.persona), f"user:{principal.user_id}"
+    await count_against(request, API_LIMIT_KEY, scope, identity, "API requests")
+
+
+async def limit_executions(request: Request, principal: Principal) -> None:
+    """429 when the user starts more executions a minute than their persona allows."""
+    await count_against(
+        request,
+        EXECUTIONS_LIMIT_KEY,
+        Scope(persona=principal.persona),
+        f"user:{principal.user_id}",
+        "executions started",
+    )
+
+
+async def request_guard(request: HTTPConnection) -> None:
+    """Application-wide: resolve the caller, check CSRF, count the request."""
+    if request.scope["type"] != "http":
+        return  # the WebSocket endpoint authenticates its own way (docs/realtime.md)
+    assert isinstance(request, Request)  # noqa: S101 - HTTP scopes get a Request
+    principal = await resolve_principal(request)
+    if (
+        request.method not in SAFE_METHODS
+        and principal is not None
+        and principal.via == "session"
+        and request.url.path not in CSRF_EXEMPT_PATHS
+    ):
+        await check_csrf(request)
+    await enforce_api_limit(request, principal)
 
 
 async def require_auth(
@@ -63,14 +178,45 @@ async def require_auth(
     return principal
 
 
-async def require_admin(principal: Annotated[Principal, Depends(require_auth)]) -> Principal:
-    """The authenticated caller if they act as the admin persona; 403 otherwise."""
-    if not principal.is_admin:
-        raise Forbidden(
-            f"this needs the admin persona; {principal.email} acts as '{principal.persona}'"
-        )
-    return principal
+class RequirePermission:
+    """A dependency: the caller if they hold ``permission``; 403 otherwise."""
+
+    def __init__(self, permission: str) -> None:
+        if permission not in PERMISSIONS:
+            raise ValueError(f"unknown permission {permission!r}")
+        self.permission = permission
+
+    async def __call__(self, principal: Annotated[Principal, Depends(require_auth)]) -> Principal:
+        if not principal.can(self.permission):
+            if principal.scopes is not None and (
+                principal.is_admin or self.permission in principal.permissions
+            ):
+                why = f"the token's scopes do not include '{self.permission}'"
+            else:
+                why = f"the persona '{principal.persona}' is not granted '{self.permission}'"
+            raise Forbidden(
+                f"this needs the permission '{self.permission}': {why}",
+                extra={"permission": self.permission},
+            )
+        return principal
+
+    def __repr__(self) -> str:
+        return f"RequirePermission({self.permission!r})"
+
+
+def permitted(permission: str) -> Any:
+    """``Annotated[Principal, ...]`` for a caller who must hold ``permission``."""
+    return Annotated[Principal, Depends(RequirePermission(permission))]
 
 
 Authenticated = Annotated[Principal, Depends(require_auth)]
-Admin = Annotated[Principal, Depends(require_admin)]
+# One alias per permission, for route signatures (mypy needs names, not calls).
+AgentsWriter = Annotated[Principal, Depends(RequirePermission(perm.AGENTS_WRITE))]
+ExecutionsCreator = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIONS_CREATE))]
+ExecutionsApprover = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIONS_APPROVE))]
+ConfigWriter = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_WRITE))]
+ConfigApprover = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_APPROVE))]
+GovernanceWriter = Annotated[Principal, Depends(RequirePermission(perm.GOVERNANCE_WRITE))]
+PersonasWriter = Annotated[Principal, Depends(RequirePermission(perm.PERSONAS_WRITE))]
+UsersAdmin = Annotated[Principal, Depends(RequirePermission(perm.USERS_ADMIN))]
+AuditReader = Annotated[Principal, Depends(RequirePermission(perm.AUDIT_READ))]

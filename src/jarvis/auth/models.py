@@ -1,15 +1,24 @@
 """Identity tables: ``users``, ``user_profiles``, ``user_preferences``, ``user_sessions``,
-``api_tokens``."""
+``api_tokens``, ``permissions``, ``persona_permissions``, ``oauth_identities`` and
+``oauth_login_states``."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from jarvis.db.base import Base
+from jarvis.db.base import Base, JSONType
 from jarvis.db.mixins import Timestamps
 from jarvis.kit.clock import utcnow
 
@@ -29,6 +38,10 @@ class User(Timestamps, Base):
     profile_image_url: Mapped[str | None] = mapped_column(String(2048))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None]
+    # Local sign-in: consecutive failures, and the lockout they led to (auth.lockout_*).
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
 
     profile: Mapped[UserProfile | None] = relationship(
         back_populates="user", lazy="raise", uselist=False
@@ -76,6 +89,8 @@ class UserSession(Base):
     revoked_at: Mapped[datetime | None]
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # How the user signed in: "password", "github" or "oidc".
+    via: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiToken(Base):
@@ -93,3 +108,62 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Permission names the token may use (within its user's); None means all of them.
+    scopes: Mapped[list[str] | None] = mapped_column(JSONType)
+
+
+class Permission(Base):
+    """A named permission a route may require (the catalogue is jarvis.auth.permissions)."""
+
+    __tablename__ = "permissions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(300))
+
+
+class PersonaPermission(Base):
+    """A permission granted to every user acting as a persona."""
+
+    __tablename__ = "persona_permissions"
+    __table_args__ = (PrimaryKeyConstraint("persona_key", "permission"),)
+
+    persona_key: Mapped[str] = mapped_column(
+        String(64), ForeignKey("role_personas.key", ondelete="CASCADE", onupdate="CASCADE")
+    )
+    permission: Mapped[str] = mapped_column(
+        String(64), ForeignKey("permissions.name", ondelete="CASCADE")
+    )
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    granted_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class OAuthIdentity(Base):
+    """A user's account at an identity provider (GitHub, an OIDC issuer)."""
+
+    __tablename__ = "oauth_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    # The provider's stable id for the account (GitHub's numeric id, the OIDC ``sub``).
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    username: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class OAuthLoginState(Base):
+    """A sign-in started at an identity provider and not yet finished (single use)."""
+
+    __tablename__ = "oauth_login_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(128))
+    next_path: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,4 +1,5 @@
-"""Sign-in routes: ``POST /api/login``, ``POST /api/logout``, ``GET /api/user``."""
+"""Sign-in routes: ``POST /api/login``, ``POST /api/logout``, ``GET /api/user``,
+``POST /api/user/password`` and ``GET /api/csrf``."""
 
 from __future__ import annotations
 
@@ -7,22 +8,42 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 
 from jarvis.auth import service
-from jarvis.auth.dependencies import SESSION_COOKIE, Authenticated, secret_key
-from jarvis.auth.schemas import LoginRequest, UserOut
+from jarvis.auth.announce import announce_revocation
+from jarvis.auth.cookies import (
+    SESSION_COOKIE,
+    clear_session_cookies,
+    csrf_token_for,
+    set_session_cookies,
+)
+from jarvis.auth.dependencies import Authenticated, client_ip, count_against, secret_key
+from jarvis.auth.login import INCORRECT_CREDENTIALS, attempt_login
+from jarvis.auth.login import change_password as change_own_password
+from jarvis.auth.models import User
+from jarvis.auth.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
 from jarvis.config.dependencies import Config
-from jarvis.config.scope import Scope
-from jarvis.db.session import DbSession
+from jarvis.config.scope import GLOBAL, Scope
+from jarvis.db.session import DbSession, unit_of_work
+from jarvis.errors import Unauthorized
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
+LOGIN_LIMIT_KEY = "ratelimit.login_attempts_per_minute"
 
-@router.post("/login", response_model=UserOut, summary="Sign in with e-mail and password")
-async def login(
-    body: LoginRequest, request: Request, response: Response, session: DbSession, config: Config
-) -> UserOut:
-    settings = request.app.state.settings
-    user = await service.authenticate(session, body.email, body.password)
-    # Business configuration: per persona, changeable without a deploy.
+
+async def _limit_login(request: Request, email: str) -> None:
+    """429 when this account or this address has tried to sign in too often."""
+    for identity, what in (
+        (f"account:{email}", "sign-in attempts for this account"),
+        (f"ip:{client_ip(request)}", "sign-in attempts from this address"),
+    ):
+        await count_against(request, LOGIN_LIMIT_KEY, GLOBAL, identity, what)
+
+
+async def _start(
+    request: Request, response: Response, config: Config, session: DbSession, user: User, via: str
+) -> None:
+    """Start a fresh session for ``user`` (ending the browser's previous one: no fixation)
+    and hand its cookies to the browser."""
     days = await config.get("auth.session_days", Scope(persona=user.persona), as_type=int)
     started = await service.start_session(
         session,
@@ -30,31 +51,103 @@ async def login(
         secret_key=secret_key(request),
         lifetime=timedelta(days=days),
         previous_token=request.cookies.get(SESSION_COOKIE),
-        ip_address=request.client.host if request.client else None,
+        ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent"),
+        via=via,
     )
-    response.set_cookie(
-        SESSION_COOKIE,
+    if started.replaced_session_id is not None:
+        announce_revocation(request, session, session_ids=[started.replaced_session_id])
+    set_session_cookies(
+        response,
         started.token,
         max_age=days * 24 * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=settings.is_production,
-        path="/",
+        secret_key=secret_key(request),
+        settings=request.app.state.settings,
     )
-    return UserOut.model_validate(await service.get_user_with_profile(session, user.id))
+
+
+@router.post("/login", response_model=UserOut, summary="Sign in with e-mail and password")
+async def login(
+    body: LoginRequest, request: Request, response: Response, config: Config
+) -> UserOut:
+    await _limit_login(request, body.email)
+    threshold = await config.get("auth.lockout_threshold", GLOBAL, as_type=int)
+    minutes = await config.get("auth.lockout_minutes", GLOBAL, as_type=int)
+    # Its own transaction, not the request's: a refused attempt is recorded (failure count,
+    # lockout, audit) and committed before the 401 goes out.
+    async with unit_of_work(request.app.state.db) as session:
+        attempt = await attempt_login(
+            session,
+            body.email,
+            body.password,
+            lockout_threshold=threshold,
+            lockout_minutes=minutes,
+            ip_address=client_ip(request),
+        )
+        if attempt.user is not None:
+            await _start(request, response, config, session, attempt.user, "password")
+            user = await service.get_user_with_profile(session, attempt.user.id)
+            out = UserOut.model_validate(user)
+    if attempt.user is None:
+        if attempt.reason in ("locked", "bad_password_locked") and attempt.locked_until:
+            raise Unauthorized(
+                "the account is locked after repeated failed sign-ins until "
+                f"{attempt.locked_until.isoformat(timespec='seconds')}; an administrator "
+                "can unlock it sooner"
+            )
+        raise Unauthorized(INCORRECT_CREDENTIALS)
+    return out
 
 
 @router.post("/logout", status_code=204, summary="Sign out (ends the session)")
 async def logout(request: Request, response: Response, session: DbSession) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await service.end_session(session, token, secret_key=secret_key(request))
+        ended = await service.end_session(session, token, secret_key=secret_key(request))
+        if ended is not None:
+            announce_revocation(request, session, session_ids=[ended])
     response.status_code = 204
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    clear_session_cookies(response)
     return response
 
 
 @router.get("/user", response_model=UserOut, summary="The signed-in user")
 async def current_user(principal: Authenticated, session: DbSession) -> UserOut:
     return UserOut.model_validate(await service.get_user_with_profile(session, principal.user_id))
+
+
+@router.post(
+    "/user/password",
+    response_model=UserOut,
+    summary="Change your password (ends your other sessions; this one gets a new id)",
+)
+async def change_password(
+    body: PasswordChange,
+    principal: Authenticated,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    config: Config,
+) -> UserOut:
+    min_length = await config.get("auth.password_min_length", GLOBAL, as_type=int)
+    user, ended = await change_own_password(
+        session,
+        principal.user_id,
+        body.current_password,
+        body.new_password,
+        password_min_length=min_length,
+    )
+    announce_revocation(request, session, session_ids=ended)
+    if principal.via == "session":
+        await _start(request, response, config, session, user, "password")
+    return UserOut.model_validate(await service.get_user_with_profile(session, user.id))
+
+
+@router.get("/csrf", response_model=CsrfOut, summary="The CSRF token of your session")
+async def csrf(principal: Authenticated, request: Request) -> CsrfOut:
+    """Pages and scripts signed in by cookie send this in ``X-CSRF-Token`` with every unsafe
+    request (it is also in the readable ``jarvis_csrf`` cookie). Callers with a bearer token
+    need none: ``csrfToken`` is then null."""
+    cookie = request.cookies.get(SESSION_COOKIE) if principal.via == "session" else None
+    token = csrf_token_for(secret_key(request), cookie) if cookie else None
+    return CsrfOut(csrf_token=token)

@@ -42,3 +42,18 @@ class UserOut(ApiModel):
     last_login_at: datetime | None
     created_at: datetime
     profile: ProfileOut | None = None
+
+
+class PasswordChange(ApiInput):
+    current_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=1024
+    )
+    new_password: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        min_length=1, max_length=1024
+    )
+
+
+class CsrfOut(ApiModel):
+    csrf_token: str | None
+    header_name: str = "X-CSRF-Token"
+    form_field: str = "csrf_token"

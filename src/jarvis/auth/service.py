@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -10,37 +11,50 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from jarvis.auth.grants import persona_permissions
 from jarvis.auth.models import ApiToken, User, UserPreference, UserProfile, UserSession
 from jarvis.auth.passwords import (
     MIN_PASSWORD_LENGTH,
+    check_password_policy,
     generate_password,
     hash_password,
-    verify_password,
 )
+from jarvis.auth.permissions import ADMIN_PERSONA_KEY, PERMISSIONS, unknown_permissions
 from jarvis.config.service import ConfigService
-from jarvis.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from jarvis.errors import Conflict, NotFound, ValidationFailed
 from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.secrets import keyed_digest, new_token, sha256_hex
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona, require_persona
 
 API_TOKEN_PREFIX = "jv_"  # noqa: S105 - a prefix, not a secret
-ADMIN_PERSONA_KEY = "admin"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller of a request."""
+    """The authenticated caller of a request, with what they may do."""
 
     user_id: int
     email: str
     persona: str
     via: Literal["session", "token"]
+    # The user_sessions or api_tokens row the caller authenticated with.
     credential_id: int
+    # The persona's permissions (every one for admin).
+    permissions: frozenset[str] = frozenset()
+    # A token's scopes (None: all of the user's permissions).
+    scopes: frozenset[str] | None = None
+    # When the credential stops working (None: a token without expiry).
+    expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.persona == ADMIN_PERSONA_KEY
+
+    def can(self, permission: str) -> bool:
+        """True when the caller holds ``permission`` (and their token's scopes allow it)."""
+        held = self.is_admin or permission in self.permissions
+        return held and (self.scopes is None or permission in self.scopes)
 
     @property
     def actor(self) -> Actor:
@@ -75,6 +89,7 @@ async def create_user(
     last_name: str | None = None,
     job_title: str | None = None,
     department: str | None = None,
+    password_min_length: int = MIN_PASSWORD_LENGTH,
 ) -> User:
     """Create a user with profile and preferences; 409 if the e-mail is taken."""
     email = email.strip().lower()
@@ -83,10 +98,8 @@ async def create_user(
     await require_persona(session, persona, loc=("persona",))
     if await get_user_by_email(session, email) is not None:
         raise Conflict(f"a user with e-mail {email} already exists")
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed.field(
-            ["password"], f"must be at least {MIN_PASSWORD_LENGTH} characters"
-        )
+    if password is not None:
+        check_password_policy(password, email=email, min_length=password_min_length)
     user = User(
         email=email,
         persona=persona,
@@ -115,21 +128,25 @@ async def create_user(
     return user
 
 
-async def set_password(session: AsyncSession, email: str, password: str, *, actor: Actor) -> User:
-    """Set a user's password and end their sessions."""
+async def set_password(
+    session: AsyncSession,
+    email: str,
+    password: str,
+    *,
+    actor: Actor,
+    password_min_length: int = MIN_PASSWORD_LENGTH,
+) -> User:
+    """Set a user's password, end their sessions and lift a lockout."""
     user = await get_user_by_email(session, email)
     if user is None:
         raise NotFound(f"no user with e-mail {email}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed.field(
-            ["password"], f"must be at least {MIN_PASSWORD_LENGTH} characters"
-        )
+    check_password_policy(password, email=user.email, min_length=password_min_length)
     user.password_hash = hash_password(password)
-    await session.execute(
-        update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    user.password_changed_at = utcnow()
+    # A new password is also a way back in for a locked-out user.
+    user.failed_login_count = 0
+    user.locked_until = None
+    await revoke_user_sessions(session, user.id)
     await record_audit(
         session,
         actor=actor,
@@ -138,6 +155,21 @@ async def set_password(session: AsyncSession, email: str, password: str, *, acto
         entity_id=user.id,
     )
     return user
+
+
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: int, *, keep_session_id: int | None = None
+) -> list[int]:
+    """End the user's live sessions (but ``keep_session_id``); return their ids."""
+    condition = [UserSession.user_id == user_id, UserSession.revoked_at.is_(None)]
+    if keep_session_id is not None:
+        condition.append(UserSession.id != keep_session_id)
+    ids = list((await session.scalars(select(UserSession.id).where(*condition))).all())
+    if ids:
+        await session.execute(
+            update(UserSession).where(UserSession.id.in_(ids)).values(revoked_at=utcnow())
+        )
+    return ids
 
 
 async def find_admin(session: AsyncSession) -> User | None:
@@ -154,15 +186,8 @@ class NewSession:
     token: str
     expires_at: datetime
     user: User
-
-
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    """Check an e-mail and password; 401 without saying which was wrong."""
-    user = await get_user_by_email(session, email)
-    ok = verify_password(user.password_hash if user else None, password)
-    if user is None or not ok or not user.is_active:
-        raise Unauthorized("the e-mail or password is incorrect")
-    return user
+    # The browser's previous session, ended by this sign-in (announce it).
+    replaced_session_id: int | None = None
 
 
 async def start_session(
@@ -174,14 +199,20 @@ async def start_session(
     previous_token: str | None,
     ip_address: str | None,
     user_agent: str | None,
+    via: str = "password",
 ) -> NewSession:
     """Sign ``user`` in with a fresh session id, revoking the one the browser had."""
     now = utcnow()
+    replaced = None
     if previous_token:
-        await session.execute(
+        replaced = await session.scalar(
             update(UserSession)
-            .where(UserSession.session_hash == keyed_digest(secret_key, previous_token))
+            .where(
+                UserSession.session_hash == keyed_digest(secret_key, previous_token),
+                UserSession.revoked_at.is_(None),
+            )
             .values(revoked_at=now)
+            .returning(UserSession.id)
         )
     token = new_token()
     expires_at = now + lifetime
@@ -192,6 +223,7 @@ async def start_session(
         expires_at=expires_at,
         ip_address=ip_address,
         user_agent=(user_agent or "")[:512] or None,
+        via=via,
     )
     session.add(row)
     user.last_login_at = now
@@ -202,13 +234,13 @@ async def start_session(
         action="auth.login",
         entity_type="user_session",
         entity_id=row.id,
-        after={"userId": user.id, "ipAddress": ip_address, "via": "password"},
+        after={"userId": user.id, "ipAddress": ip_address, "via": via},
     )
-    return NewSession(token=token, expires_at=expires_at, user=user)
+    return NewSession(token=token, expires_at=expires_at, user=user, replaced_session_id=replaced)
 
 
-async def end_session(session: AsyncSession, token: str, *, secret_key: str) -> bool:
-    """Revoke the session behind ``token``; False when it was not live."""
+async def end_session(session: AsyncSession, token: str, *, secret_key: str) -> int | None:
+    """Revoke the session behind ``token``; its id, or None when it was not live."""
     row = await session.scalar(
         select(UserSession).where(
             UserSession.session_hash == keyed_digest(secret_key, token),
@@ -216,7 +248,7 @@ async def end_session(session: AsyncSession, token: str, *, secret_key: str) -> 
         )
     )
     if row is None:
-        return False
+        return None
     row.revoked_at = utcnow()
     user = await session.get(User, row.user_id)
     await record_audit(
@@ -226,20 +258,16 @@ async def end_session(session: AsyncSession, token: str, *, secret_key: str) -> 
         entity_type="user_session",
         entity_id=row.id,
     )
-    return True
+    return row.id
 
 
-async def principal_from_session(
-    session: AsyncSession, token: str, *, secret_key: str
-) -> Principal | None:
+async def principal_from_session(session: AsyncSession, session_hash: str) -> Principal | None:
+    """The caller behind a live session, by the keyed digest of its id."""
     row = (
         await session.execute(
             select(UserSession.id, UserSession.expires_at, User)
             .join(User, User.id == UserSession.user_id)
-            .where(
-                UserSession.session_hash == keyed_digest(secret_key, token),
-                UserSession.revoked_at.is_(None),
-            )
+            .where(UserSession.session_hash == session_hash, UserSession.revoked_at.is_(None))
         )
     ).first()
     if row is None:
@@ -247,7 +275,16 @@ async def principal_from_session(
     session_id, expires_at, user = row
     if as_utc(expires_at) <= utcnow() or not user.is_active:
         return None
-    return Principal(user.id, user.email, user.persona, "session", session_id)
+    permissions = await persona_permissions(session, user.persona)
+    return Principal(
+        user.id,
+        user.email,
+        user.persona,
+        "session",
+        session_id,
+        permissions,
+        expires_at=as_utc(expires_at),
+    )
 
 
 # --- API tokens -------------------------------------------------------------------------
@@ -260,8 +297,13 @@ async def create_api_token(
     name: str,
     actor: Actor,
     expires_at: datetime | None = None,
+    scopes: Sequence[str] | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a named token for a user; returns the row and the token, shown only once."""
+    """Create a named token for a user; returns the row and the token, shown only once.
+
+    ``scopes`` limits the token to those permissions (within its user's); None allows
+    every permission the user holds, now and later.
+    """
     user = await get_user_by_email(session, email)
     if user is None:
         raise NotFound(f"no user with e-mail {email}")
@@ -273,6 +315,16 @@ async def create_api_token(
     )
     if existing is not None:
         raise Conflict(f"{email} already has a token named '{name}'")
+    if scopes is not None:
+        unknown = unknown_permissions(list(scopes))
+        if unknown:
+            raise ValidationFailed.field(
+                ["scopes"],
+                f"unknown permission(s) {', '.join(unknown)}; known: {', '.join(PERMISSIONS)}",
+            )
+        scopes = sorted(set(scopes))
+    if expires_at is not None and as_utc(expires_at) <= utcnow():
+        raise ValidationFailed.field(["expiresAt"], "must be in the future")
     token = new_token(API_TOKEN_PREFIX)
     row = ApiToken(
         user_id=user.id,
@@ -280,6 +332,7 @@ async def create_api_token(
         token_hash=sha256_hex(token),
         token_prefix=token[:10],
         expires_at=expires_at,
+        scopes=list(scopes) if scopes is not None else None,
     )
     session.add(row)
     await session.flush()
@@ -289,25 +342,42 @@ async def create_api_token(
         action="token.create",
         entity_type="api_token",
         entity_id=row.id,
-        after={"userId": user.id, "name": name, "prefix": row.token_prefix},
+        after={
+            "userId": user.id,
+            "name": name,
+            "prefix": row.token_prefix,
+            "scopes": row.scopes,
+            "expiresAt": as_utc(expires_at).isoformat() if expires_at else None,
+        },
     )
     return row, token
 
 
-async def principal_from_token(session: AsyncSession, token: str) -> Principal | None:
+async def principal_from_token(session: AsyncSession, token_hash: str) -> Principal | None:
+    """The caller behind a live API token, by the SHA-256 of the token."""
     row = (
         await session.execute(
-            select(ApiToken.id, ApiToken.expires_at, User)
+            select(ApiToken.id, ApiToken.expires_at, ApiToken.scopes, User)
             .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == sha256_hex(token), ApiToken.revoked_at.is_(None))
+            .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
         )
     ).first()
     if row is None:
         return None
-    token_id, expires_at, user = row
+    token_id, expires_at, scopes, user = row
     if (expires_at is not None and as_utc(expires_at) <= utcnow()) or not user.is_active:
         return None
-    return Principal(user.id, user.email, user.persona, "token", token_id)
+    permissions = await persona_permissions(session, user.persona)
+    return Principal(
+        user.id,
+        user.email,
+        user.persona,
+        "token",
+        token_id,
+        permissions,
+        frozenset(scopes) if scopes is not None else None,
+        as_utc(expires_at) if expires_at is not None else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,11 @@ async def configured(*, write: bool = True) -> AsyncIterator[tuple[AsyncSession,
         bus = create_bus(settings().redis_url)
         config = ConfigService(db, bus=bus, poll_seconds=0)
         try:
-            async with unit_of_work(db, write=write) as session:
-                if write:
+            if write:
+                # Committed first: ConfigService reads the registry on its own connection.
+                async with unit_of_work(db) as session:
                     await ensure_builtin_registry(session)
+            async with unit_of_work(db, write=write) as session:
                 yield session, config
         finally:
             await bus.close()

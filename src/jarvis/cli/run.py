@@ -26,7 +26,8 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER
-from jarvis.auth.service import ADMIN_PERSONA_KEY, get_user_by_email, user_actor
+from jarvis.auth.permissions import ADMIN_PERSONA_KEY
+from jarvis.auth.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, database, fail, settings
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService

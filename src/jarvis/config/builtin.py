@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER
+from jarvis.auth.permissions import PERMISSIONS
 from jarvis.config.models import ConfigRegistry
 from jarvis.kit.clock import utcnow
 from jarvis.personas.schemas import CSS_COLOUR_PATTERN
@@ -144,6 +145,61 @@ BUILTIN_KEYS: tuple[KeyDefinition, ...] = (
         {"type": "integer", "minimum": 1, "maximum": 365},
         30,
         scopes=["global", "persona"],
+    ),
+    KeyDefinition(
+        "auth.password_min_length",
+        "The fewest characters a local account's password may have.",
+        {"type": "integer", "minimum": 8, "maximum": 128},
+        10,
+        scopes=["global"],
+    ),
+    KeyDefinition(
+        "auth.lockout_threshold",
+        "Consecutive failed sign-ins after which a local account is locked.",
+        {"type": "integer", "minimum": 1, "maximum": 1000},
+        5,
+        scopes=["global"],
+    ),
+    KeyDefinition(
+        "auth.lockout_minutes",
+        "How long a locked local account stays locked, in minutes.",
+        {"type": "integer", "minimum": 1, "maximum": 10080},
+        15,
+        scopes=["global"],
+    ),
+    KeyDefinition(
+        "auth.default_permissions",
+        "The permissions a persona is granted when it is registered (read at the new "
+        "persona's scope, so a persona-scoped value prepares a known persona). Changing it "
+        "does not touch personas that exist; edit those under /api/permissions.",
+        {
+            "type": "array",
+            "items": {"enum": list(PERMISSIONS)},
+            "uniqueItems": True,
+        },
+        ["executions:create"],
+        scopes=["global", "persona"],
+        requires_approval=True,
+    ),
+    KeyDefinition(
+        "auth.sso_default_persona",
+        "The persona of a user created by their first sign-in with GitHub or OpenID Connect.",
+        {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "underwriter",
+        scopes=["global"],
+    ),
+    KeyDefinition(
+        "auth.sso_allowed_domains",
+        "E-mail domains whose users may sign in with GitHub or OpenID Connect "
+        "('example.com'); empty allows any verified address.",
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "uniqueItems": True,
+            "maxItems": 500,
+        },
+        [],
+        scopes=["global"],
     ),
     KeyDefinition(
         "llm.provider",

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from jarvis.auth.dependencies import Admin, Authenticated
+from jarvis.auth.dependencies import Authenticated, ConfigApprover, ConfigWriter
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
 from jarvis.config.registry import KeyInfo, RegistryChanges
@@ -104,7 +104,7 @@ async def registry_key(
 
 @router.post("/registry", response_model=RegistryKeyOut, status_code=201, summary="Register a key")
 async def register_key(
-    body: RegistryKeyIn, principal: Admin, session: DbSession, config: Config
+    body: RegistryKeyIn, principal: ConfigWriter, session: DbSession, config: Config
 ) -> RegistryKeyOut:
     info = await config.register_key(
         session,
@@ -141,7 +141,7 @@ def _revision(if_match: str | None) -> int | None:
 async def update_key(
     key: KeyPath,
     body: RegistryKeyUpdate,
-    principal: Admin,
+    principal: ConfigWriter,
     session: DbSession,
     config: Config,
     if_match: Annotated[str | None, Header(max_length=100)] = None,
@@ -222,7 +222,7 @@ async def get_setting(
     responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
 )
 async def set_setting(
-    body: SettingIn, principal: Admin, session: DbSession, config: Config, response: Response
+    body: SettingIn, principal: ConfigWriter, session: DbSession, config: Config, response: Response
 ) -> WriteOut:
     outcome = await config.set_value(
         session,
@@ -245,7 +245,7 @@ async def set_setting(
     responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
 )
 async def revert(
-    body: ValueRef, principal: Admin, session: DbSession, config: Config, response: Response
+    body: ValueRef, principal: ConfigWriter, session: DbSession, config: Config, response: Response
 ) -> WriteOut:
     outcome = await config.revert(
         session,
@@ -265,7 +265,7 @@ async def revert(
     responses={202: {"model": WriteOut, "description": "Change request awaiting approval"}},
 )
 async def deactivate(
-    body: ValueRef, principal: Admin, session: DbSession, config: Config, response: Response
+    body: ValueRef, principal: ConfigWriter, session: DbSession, config: Config, response: Response
 ) -> WriteOut:
     outcome = await config.deactivate(
         session,
@@ -382,7 +382,11 @@ async def change_request(
     summary="Approve and apply (not your own request)",
 )
 async def approve(
-    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+    request_id: IdPath,
+    body: Decision,
+    principal: ConfigApprover,
+    session: DbSession,
+    config: Config,
 ) -> ChangeRequestOut:
     row = await config.approve(session, request_id, actor=principal.actor, reason=body.reason)
     return await _request_out(session, row)
@@ -394,7 +398,11 @@ async def approve(
     summary="Reject (not your own request)",
 )
 async def reject(
-    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+    request_id: IdPath,
+    body: Decision,
+    principal: ConfigApprover,
+    session: DbSession,
+    config: Config,
 ) -> ChangeRequestOut:
     row = await config.reject(session, request_id, actor=principal.actor, reason=body.reason)
     return await _request_out(session, row)
@@ -406,7 +414,7 @@ async def reject(
     summary="Withdraw your own pending request",
 )
 async def withdraw(
-    request_id: IdPath, body: Decision, principal: Admin, session: DbSession, config: Config
+    request_id: IdPath, body: Decision, principal: ConfigWriter, session: DbSession, config: Config
 ) -> ChangeRequestOut:
     row = await config.withdraw(session, request_id, actor=principal.actor, reason=body.reason)
     return await _request_out(session, row)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from jarvis.auth.dependencies import Admin, Authenticated
+from jarvis.auth.dependencies import Authenticated, ConfigWriter
 from jarvis.config import rules
 from jarvis.config.models import BusinessRule, Template
 from jarvis.db.session import DbSession
@@ -73,7 +73,9 @@ async def get_rule_set(
 
 
 @router.post("/rules", response_model=RuleSetOut, status_code=201, summary="Save the next version")
-async def save_rule_set(body: rules.RuleSetIn, principal: Admin, session: DbSession) -> RuleSetOut:
+async def save_rule_set(
+    body: rules.RuleSetIn, principal: ConfigWriter, session: DbSession
+) -> RuleSetOut:
     return RuleSetOut.model_validate(
         await rules.save_rule_set(session, body, actor=principal.actor)
     )
@@ -97,7 +99,7 @@ async def get_template(
     "/templates", response_model=TemplateOut, status_code=201, summary="Save the next version"
 )
 async def save_template(
-    body: rules.TemplateIn, principal: Admin, session: DbSession
+    body: rules.TemplateIn, principal: ConfigWriter, session: DbSession
 ) -> TemplateOut:
     return TemplateOut.model_validate(
         await rules.save_template(session, body, actor=principal.actor)

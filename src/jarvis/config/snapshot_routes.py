@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from jarvis.auth.dependencies import Admin, Authenticated
+from jarvis.auth.dependencies import Authenticated, ConfigWriter
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
 from jarvis.db.session import DbSession
@@ -75,7 +75,9 @@ def _snapshot_out(row: Any, *, values: list[dict[str, Any]] | None = None) -> Sn
 @router.post(
     "/snapshots", response_model=SnapshotOut, status_code=201, summary="Snapshot live values"
 )
-async def create_snapshot(body: SnapshotIn, principal: Admin, session: DbSession) -> SnapshotOut:
+async def create_snapshot(
+    body: SnapshotIn, principal: ConfigWriter, session: DbSession
+) -> SnapshotOut:
     row = await snap.create_snapshot(
         session, name=body.name, description=body.description, actor=principal.actor, at=body.at
     )
@@ -130,7 +132,7 @@ async def diff_snapshot(
 async def restore_snapshot(
     snapshot_id: IdPath,
     body: RestoreIn,
-    principal: Admin,
+    principal: ConfigWriter,
     session: DbSession,
     config: Config,
 ) -> dict[str, Any]:
@@ -208,7 +210,7 @@ async def export_live(_: Authenticated, session: DbSession, format: Format = "js
 )
 async def import_config(
     request: Request,
-    principal: Admin,
+    principal: ConfigWriter,
     session: DbSession,
     config: Config,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,

@@ -82,6 +82,12 @@ class DemoUser:
     department: str
 
 
+# Granted to each demo persona when the seed registers it (admin holds every permission).
+PERSONA_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "underwriter": ("executions:create", "executions:approve"),
+    "it_support": ("executions:create", "executions:approve", "agents:write"),
+}
+
 USERS: tuple[DemoUser, ...] = (
     DemoUser(
         "rachel.thompson@jarvis.local",

@@ -9,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.models import Agent
 from jarvis.agents.service import create_agent
+from jarvis.auth.grants import grant
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, get_user_by_email
 from jarvis.config.models import BusinessRule, Template
 from jarvis.config.rules import save_rule_set, save_template
 from jarvis.config.service import ConfigService
-from jarvis.demo.data import AGENTS, PERSONAS, RULE_SETS, TEMPLATES, USERS
+from jarvis.demo.data import AGENTS, PERSONA_PERMISSIONS, PERSONAS, RULE_SETS, TEMPLATES, USERS
 from jarvis.governance.audit import Actor
 from jarvis.personas.service import ensure_persona
 
@@ -61,6 +62,10 @@ async def seed_demo(
     for persona in PERSONAS:
         if await ensure_persona(session, persona, actor=SEED_ACTOR, config=config):
             result.personas_created += 1
+            # What the demo persona does at work, on top of the default set.
+            await grant(
+                session, persona.key, PERSONA_PERMISSIONS.get(persona.key, ()), actor=SEED_ACTOR
+            )
     await _seed_rules_and_templates(session, result)
     existing = set((await session.scalars(select(func.lower(Agent.name)))).all())
     for data, metrics in AGENTS:

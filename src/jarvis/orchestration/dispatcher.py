@@ -39,6 +39,10 @@ TASK_NAME = "jarvis.run_execution"
 # A queued execution nobody claimed for this many leases is dispatched again.
 STALE_QUEUED_LEASES = 10
 
+# Its own generator: drawing from the module-level one would disturb code (and tests)
+# that seed it.
+_JITTER = random.Random()  # noqa: S311 - jitter, not a secret
+
 
 class Dispatcher(Protocol):
     kind: str
@@ -81,7 +85,7 @@ class Sweeper:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 2 * random.uniform(0.8, 1.2))  # noqa: S311
+            await asyncio.sleep(self.lease_seconds / 2 * _JITTER.uniform(0.8, 1.2))
             try:
                 await self.sweep()
             except asyncio.CancelledError:

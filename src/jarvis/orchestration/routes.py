@@ -8,7 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.dependencies import Authenticated
+from jarvis.auth.dependencies import (
+    Authenticated,
+    ExecutionsApprover,
+    ExecutionsCreator,
+    limit_executions,
+)
 from jarvis.db.session import DbSession, after_commit
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
 from jarvis.orchestration import service
@@ -58,12 +63,14 @@ def _accepted(execution: AgentExecution, response: Response) -> ExecutionAccepte
 )
 async def create_execution(
     body: ExecutionCreate,
-    principal: Authenticated,
+    principal: ExecutionsCreator,
     session: DbSession,
     bus: Bus,
     dispatcher: DispatcherDep,
+    request: Request,
     response: Response,
 ) -> ExecutionAccepted:
+    await limit_executions(request, principal)
     execution = await service.create_execution(
         session, body, actor=principal.actor, principal=principal, bus=bus
     )
@@ -141,7 +148,7 @@ async def list_events(
 )
 async def cancel_execution(
     execution_id: ExecutionId,
-    principal: Authenticated,
+    principal: ExecutionsCreator,
     session: DbSession,
     bus: Bus,
     response: Response,
@@ -162,7 +169,7 @@ async def cancel_execution(
 )
 async def retry_execution(
     execution_id: ExecutionId,
-    principal: Authenticated,
+    principal: ExecutionsCreator,
     session: DbSession,
     bus: Bus,
     dispatcher: DispatcherDep,
@@ -182,7 +189,7 @@ async def retry_execution(
 )
 async def approve_execution(
     execution_id: ExecutionId,
-    principal: Authenticated,
+    principal: ExecutionsApprover,
     session: DbSession,
     bus: Bus,
     dispatcher: DispatcherDep,
@@ -208,7 +215,7 @@ async def approve_execution(
 )
 async def reject_execution(
     execution_id: ExecutionId,
-    principal: Authenticated,
+    principal: ExecutionsApprover,
     session: DbSession,
     bus: Bus,
     body: Decision | None = None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from jarvis.auth.dependencies import Authenticated
+from jarvis.auth.dependencies import PersonasWriter
 from jarvis.config.dependencies import Config
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
@@ -36,7 +36,7 @@ async def all_personas(
     "/register", response_model=PersonaOut, status_code=201, summary="Register a new persona"
 )
 async def register(
-    body: PersonaRegister, principal: Authenticated, session: DbSession, config: Config
+    body: PersonaRegister, principal: PersonasWriter, session: DbSession, config: Config
 ) -> PersonaOut:
     persona = await service.register_persona(session, body, actor=principal.actor, config=config)
     return service.persona_out(persona, body.color_scheme)

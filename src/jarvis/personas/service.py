@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.auth import grants
+from jarvis.auth.permissions import ADMIN_PERSONA_KEY
 from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.errors import Conflict, ValidationFailed
@@ -15,6 +17,7 @@ from jarvis.personas.models import RolePersona
 from jarvis.personas.schemas import ColorScheme, PersonaOut, PersonaRegister
 
 COLOURS_KEY = "persona.colors"
+DEFAULT_PERMISSIONS_KEY = "auth.default_permissions"
 
 
 def persona_out(persona: RolePersona, colours: ColorScheme | dict[str, str]) -> PersonaOut:
@@ -101,6 +104,12 @@ async def register_persona(
         actor=actor,
         reason=f"persona '{persona.key}' registered",
     )
+    # What the new persona may do: auth.default_permissions read at its own scope.
+    if persona.key != ADMIN_PERSONA_KEY:
+        defaults = await config.get(
+            DEFAULT_PERMISSIONS_KEY, Scope(persona=persona.key), as_type=list[str]
+        )
+        await grants.grant(session, persona.key, defaults, actor=actor)
     await record_audit(
         session,
         actor=actor,

@@ -16,6 +16,13 @@ a live event skip numbers, or a ``GAP``, re-reads the missing events from there.
 others those of executions they created. The creator of an execution is looked up once
 and kept in a bounded LRU cache; events that arrive while the lookup runs wait for it, so
 their order is kept.
+
+The hub also listens on the auth channel (``jarvis.auth.revocation``): a revocation closes
+every socket of this process opened with a revoked session or token, or by a revoked user,
+with 4001 (``credentials revoked``). What the bus may have lost (a ``GAP``, a reconnect)
+is made good by checking every socket's credential against the database; so is a socket
+that registers just after a revocation arrived (its credential may have been read, or
+taken from a cache, just before the revocation was stored).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from typing import Any, Final, Protocol
 import structlog
 from cachetools import LRUCache
 
+from jarvis.auth.revocation import AUTH_CHANNEL, REVOKED, affects
 from jarvis.auth.service import Principal
+from jarvis.auth.sessions import live_credentials
 from jarvis.config.service import CONFIG_CHANNEL
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
@@ -51,6 +60,14 @@ DEFAULT_OWNER_CACHE_SIZE: Final = 10_000
 # How long shutdown waits for clients to close their sockets.
 SHUTDOWN_GRACE_SECONDS: Final = 5.0
 RETRY_DELAYS: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
+# Sockets whose session or token was revoked (or whose user was) are closed with this.
+CLOSE_CREDENTIALS_REVOKED: Final = 4001
+REVOKED_REASON: Final = "credentials revoked"
+# A socket registered this soon after a revocation (or a gap on the auth channel) arrived
+# has its credential checked against the database: it may have been read just before the
+# revocation was stored. Covers the time between the hub and the principal cache hearing
+# of the same revocation, with a wide margin.
+RECHECK_AFTER_REVOCATION_SECONDS: Final = 30.0
 
 Deliver = Callable[[Event, str], None]
 _UNKNOWN: Final = object()
@@ -69,6 +86,13 @@ class Client(Protocol):
 
     @property
     def is_admin(self) -> bool: ...
+
+    @property
+    def principal(self) -> Principal:
+        """Who opened the connection, and with which session or token."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` and ``reason`` (never waits)."""
 
     def push(self, text: str) -> None:
         """Queue ``text`` for sending; never waits (a full queue closes the client)."""
@@ -266,6 +290,8 @@ class RealtimeHub:
         self._waiting_for_owner: dict[str, list[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[asyncio.Task[None]] = []
+        # When (event-loop time) a revocation or a gap on the auth channel last arrived.
+        self._last_revocation: float | None = None
         self.running = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -275,7 +301,7 @@ class RealtimeHub:
         if self.running:
             return
         self.running = True
-        ready = [asyncio.Event(), asyncio.Event()]
+        ready = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
         self._listeners = [
             asyncio.create_task(
                 self._listen(EVENTS_CHANNEL, self._on_event, self._on_events_gap, ready[0]),
@@ -284,6 +310,10 @@ class RealtimeHub:
             asyncio.create_task(
                 self._listen(CONFIG_CHANNEL, self._on_config, None, ready[1]),
                 name="realtime-config",
+            ),
+            asyncio.create_task(
+                self._listen(AUTH_CHANNEL, self._on_auth, self._on_auth_gap, ready[2]),
+                name="realtime-auth",
             ),
             asyncio.create_task(self._heartbeat(), name="realtime-heartbeat"),
         ]
@@ -328,6 +358,10 @@ class RealtimeHub:
     def add_client(self, client: Client) -> None:
         self._clients.add(client)
         self._no_clients.clear()
+        if self._last_revocation is not None:
+            since = asyncio.get_running_loop().time() - self._last_revocation
+            if since <= RECHECK_AFTER_REVOCATION_SECONDS:
+                self._spawn(self._close_revoked([client]), name="realtime-auth-check")
 
     def remove_client(self, client: Client) -> None:
         self._clients.discard(client)
@@ -441,6 +475,54 @@ class RealtimeHub:
         text = encode(message)
         for client in list(self._config):
             client.push(text)
+
+    # --- revocations ---------------------------------------------------------------------------
+
+    def _on_auth(self, message: Message) -> None:
+        if message.get("type") != REVOKED:
+            return  # permission edits do not change who a socket's user is
+        self._last_revocation = asyncio.get_running_loop().time()
+        for client in list(self._clients):
+            principal = client.principal
+            if affects(
+                message,
+                via=principal.via,
+                credential_id=principal.credential_id,
+                user_id=principal.user_id,
+            ):
+                log.info(
+                    "realtime.credentials_revoked",
+                    user_id=principal.user_id,
+                    via=principal.via,
+                    credential_id=principal.credential_id,
+                )
+                client.close(CLOSE_CREDENTIALS_REVOKED, REVOKED_REASON)
+
+    def _on_auth_gap(self) -> None:
+        """Revocations may have been lost: check every socket against the database."""
+        self._last_revocation = asyncio.get_running_loop().time()
+        if self._clients:
+            self._spawn(self._close_revoked(list(self._clients)), name="realtime-auth-check")
+
+    async def _close_revoked(self, clients: list[Client]) -> None:
+        """Close those of ``clients`` whose session or token no longer authenticates."""
+        sessions = {c.principal.credential_id for c in clients if c.principal.via == "session"}
+        tokens = {c.principal.credential_id for c in clients if c.principal.via == "token"}
+        try:
+            async with unit_of_work(self.db, write=False) as session:
+                live_sessions, live_tokens = await live_credentials(
+                    session, session_ids=sessions, token_ids=tokens
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away; the next gap or revocation retries
+            log.warning("realtime.credential_check_failed", error=repr(exc))
+            return
+        for client in clients:
+            principal = client.principal
+            live = live_sessions if principal.via == "session" else live_tokens
+            if principal.credential_id not in live:
+                client.close(CLOSE_CREDENTIALS_REVOKED, REVOKED_REASON)
 
     # --- subscribe-all for non-admins: by the execution's creator ------------------------------
 

@@ -11,7 +11,11 @@ Each connection has one bounded outgoing queue, filled by the hub without waitin
 emptied by the connection's writer task; a client that lets it overflow is closed with
 1013, and nobody else notices. A client from which nothing arrives for three heartbeat
 intervals is closed with 4000; when the application stops, every socket is closed with
-1001. A socket that drops affects nothing but itself (executions run on regardless).
+1001. When the session or token a socket was opened with is revoked (sign-out, a revoked
+session or token, the user deactivated or moved to another persona), the hub closes it
+with 4001. A refused subscription (another user's execution) is audited as
+``auth.forbidden``, once per execution and connection. A socket that drops affects
+nothing but itself (executions run on regardless).
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from jarvis.auth.credentials import Credentials
 from jarvis.auth.dependencies import SESSION_COOKIE
-from jarvis.auth.service import Principal, principal_from_session, principal_from_token
-from jarvis.db.engine import Database
+from jarvis.auth.service import Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, NotFound
+from jarvis.governance.audit import record_audit
 from jarvis.orchestration.events import Event
 from jarvis.realtime.events import (
     CLIENT_MESSAGE_TYPES,
@@ -84,6 +89,8 @@ MAX_SUBSCRIPTIONS: Final = 1000
 # How long closing may wait for a client that does not read (a slow consumer).
 CLOSE_GRACE_SECONDS: Final = 5.0
 HEARTBEATS_BEFORE_TIMEOUT: Final = 3
+# The audit action of a refusal (as for HTTP 403s, jarvis.auth.denials).
+FORBIDDEN_ACTION: Final = "auth.forbidden"
 
 
 def _text(message: ServerMessage) -> str:
@@ -169,17 +176,16 @@ class AuthFailed(Exception):
 
 
 async def _principal_of(
-    db: Database, secret_key: str, *, cookie: str | None, tokens: list[str]
+    credentials: Credentials, *, cookie: str | None, tokens: list[str]
 ) -> Principal | None:
-    async with unit_of_work(db, write=False) as session:
-        if cookie:
-            principal = await principal_from_session(session, cookie, secret_key=secret_key)
-            if principal is not None:
-                return principal
-        for token in tokens:
-            principal = await principal_from_token(session, token)
-            if principal is not None:
-                return principal
+    if cookie:
+        principal = await credentials.from_session(cookie)
+        if principal is not None:
+            return principal
+    for token in tokens:
+        principal = await credentials.from_token(token)
+        if principal is not None:
+            return principal
     return None
 
 
@@ -201,12 +207,11 @@ def _bearer(websocket: WebSocket) -> str | None:
 async def authenticate(websocket: WebSocket, *, wait_seconds: float) -> Principal:
     """The caller: from the cookie, a bearer token (header or ``?token=``), or the first
     message (within ``wait_seconds``). Raises ``AuthFailed`` with the close reason."""
-    db: Database = websocket.app.state.db
-    secret_key: str = websocket.app.state.secret_key
+    credentials: Credentials = websocket.app.state.credentials
     cookie = websocket.cookies.get(SESSION_COOKIE) if _same_origin(websocket) else None
     tokens = [t for t in (_bearer(websocket), websocket.query_params.get("token")) if t]
     if cookie or tokens:
-        principal = await _principal_of(db, secret_key, cookie=cookie, tokens=tokens)
+        principal = await _principal_of(credentials, cookie=cookie, tokens=tokens)
         if principal is None:
             raise AuthFailed("invalid credentials")
         return principal
@@ -224,7 +229,7 @@ async def authenticate(websocket: WebSocket, *, wait_seconds: float) -> Principa
         raise AuthFailed("authentication required") from None
     if not isinstance(message, AuthMessage):
         raise AuthFailed("authentication required")
-    principal = await _principal_of(db, secret_key, cookie=None, tokens=[message.token])
+    principal = await _principal_of(credentials, cookie=None, tokens=[message.token])
     if principal is None:
         raise AuthFailed("invalid credentials")
     return principal
@@ -255,6 +260,9 @@ class SocketClient:
         self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self._closing: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._followers: dict[str, ExecutionFollower] = {}
+        # Executions whose refusal this connection has audited (once each, so a client
+        # repeating a refused subscription cannot flood the ledger).
+        self._refusals_audited: set[str] = set()
 
     @property
     def user_id(self) -> int:
@@ -407,6 +415,8 @@ class SocketClient:
             self._followers.pop(execution_id, None)
             code: ErrorCode = "not_found" if isinstance(exc, NotFound) else "forbidden"
             self.push(error_text(code, exc.detail, execution_id))
+            if isinstance(exc, Forbidden):
+                await self._audit_refusal(execution_id, exc)
             return
         except Exception as exc:
             self._followers.pop(execution_id, None)
@@ -422,6 +432,37 @@ class SocketClient:
             return
         self.push(_text(Subscribed(execution_id=execution_id, status=status)))
         follower.start()
+
+    async def _audit_refusal(self, execution_id: str, exc: Forbidden) -> None:
+        """Record a refused subscription in the audit ledger (best effort: a ledger that
+        cannot be written must not break the connection)."""
+        if execution_id in self._refusals_audited:
+            return
+        self._refusals_audited.add(execution_id)
+        client = self.websocket.client
+        try:
+            async with unit_of_work(self.hub.db) as session:
+                await record_audit(
+                    session,
+                    actor=self.principal.actor,
+                    action=FORBIDDEN_ACTION,
+                    entity_type="websocket",
+                    entity_id=f"subscribe-execution {execution_id}"[:100],
+                    after={
+                        "message": "subscribe-execution",
+                        "executionId": execution_id,
+                        "path": WS_PATH,
+                        "reason": exc.detail,
+                        "persona": self.principal.persona,
+                        "via": self.principal.via,
+                        "clientId": self.client_id,
+                        "ipAddress": client.host if client else None,
+                    },
+                )
+        except Exception as failure:
+            log.warning(
+                "realtime.refusal_audit_failed", execution_id=execution_id, error=repr(failure)
+            )
 
 
 def _log_failure(reader: asyncio.Task[None], client_id: str) -> None:
