@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck audit pytest lock bench clean
+.PHONY: install run test lint typecheck audit chromium pytest lock bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "JARVIS needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -68,7 +68,12 @@ audit: $(STAMP)
 		echo "audit: no known vulnerabilities in $$pinned pinned packages"; \
 	fi
 
-test: lint typecheck audit pytest
+# The browser tests (tests/e2e) drive Debian's Chromium: installed with apt-get when missing;
+# when it cannot be, they are skipped and say so (with CI=true this fails).
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+test: lint typecheck audit chromium pytest
 
 # Re-pin every dependency after editing pyproject.toml.
 lock: $(STAMP)

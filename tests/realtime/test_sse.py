@@ -184,6 +184,39 @@ async def test_a_live_stream_replays_continues_beats_and_ends(
         assert live.app.state.realtime.stats()["followers"] == 0
 
 
+async def test_a_live_stream_ends_when_its_token_is_revoked(
+    settings: Settings, db: Database, bus_factory: BusFactory
+) -> None:
+    async with live_app(settings, db, bus=bus_factory(), ws_heartbeat_seconds=0.1) as live:
+        world = live.world
+        execution_id = await finished(world, approval=True)  # paused: the stream stays open
+        created = await world.client.post(
+            "/api/user/tokens", json={"name": "sse reader"}, headers=world.admin_headers
+        )
+        assert created.status_code == 201, created.text
+        token = created.json()
+        url = f"{live.http_url}/api/agent-executions/{execution_id}/events"
+        stream = Stream()
+        async with (
+            httpx.AsyncClient(timeout=WAIT) as http,
+            http.stream(
+                "GET", url, headers={"Authorization": f"Bearer {token['token']}"} | SSE
+            ) as response,
+        ):
+            assert response.status_code == 200
+            blocks = aiter_blocks(response)
+            while not stream.comments:  # the replay, then heartbeats
+                stream.feed(await anext(blocks))
+            revoked = await world.client.delete(
+                f"/api/user/tokens/{token['id']}", headers=world.admin_headers
+            )
+            assert revoked.status_code == 204
+            async for block in blocks:  # the server ends the stream at the next beat
+                stream.feed(block)
+        assert stream.records[-1]["event"] == "awaiting_approval"  # not run to its end
+        assert live.app.state.realtime.stats()["followers"] == 0
+
+
 async def aiter_blocks(response: httpx.Response) -> Any:
     """The stream's blocks (separated by blank lines) as they arrive."""
     pending = ""

@@ -81,6 +81,22 @@ async def resolve_principal(request: HTTPConnection) -> Principal | None:
     return principal
 
 
+async def still_authenticated(request: HTTPConnection) -> bool:
+    """Whether the request's credential still works now (for long-lived answers: a
+    revocation drops the cached identity on every instance, so this sees it at once)."""
+    credentials: Credentials = request.app.state.credentials
+    try:
+        token = bearer_token(request)
+    except Unauthorized:
+        return False
+    if token is not None:
+        return await credentials.from_token(token) is not None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+    return await credentials.from_session(cookie) is not None
+
+
 async def current_principal(request: Request) -> Principal | None:
     """The caller, or None when the request carries no credential."""
     return await resolve_principal(request)

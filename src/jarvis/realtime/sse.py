@@ -7,19 +7,21 @@ the WebSocket (no gap, no duplicate). A ``: heartbeat`` comment goes out every h
 interval; the stream ends after the execution's terminal event. When the execution has
 ended and the client already has every event, the answer is 204, which tells a browser's
 ``EventSource`` to stop reconnecting. A client that reads too slowly has its stream ended
-(it reconnects with ``Last-Event-ID`` and misses nothing).
+(it reconnects with ``Last-Event-ID`` and misses nothing). At every heartbeat the
+caller's session or token is checked again: once it is revoked the stream ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.auth.dependencies import still_authenticated
 from jarvis.orchestration import service
 from jarvis.orchestration.events import Event
 from jarvis.orchestration.models import FINAL_STATUSES, AgentExecution
@@ -95,6 +97,7 @@ async def event_stream(
         after_seq,
         heartbeat_seconds=settings.ws_heartbeat_seconds,
         queue_size=settings.ws_send_queue_size,
+        authorised=lambda: still_authenticated(request),
     )
     return StreamingResponse(
         stream,
@@ -110,6 +113,7 @@ async def _stream(
     *,
     heartbeat_seconds: float,
     queue_size: int,
+    authorised: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     queue: asyncio.Queue[tuple[Event, str] | None] = asyncio.Queue(queue_size + 1)
 
@@ -135,6 +139,8 @@ async def _stream(
             except TimeoutError:
                 if follower.closed:
                     return  # the application is shutting down
+                if not await authorised():
+                    return  # signed out, or the session or token was revoked
                 yield HEARTBEAT_COMMENT
                 continue
             if item is None:
