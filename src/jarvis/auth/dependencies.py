@@ -10,7 +10,7 @@ counts the request against the caller's rate limit. Routes then declare what the
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
@@ -220,11 +220,6 @@ class RequirePermission:
         return f"RequirePermission({self.permission!r})"
 
 
-def permitted(permission: str) -> Any:
-    """``Annotated[Principal, ...]`` for a caller who must hold ``permission``."""
-    return Annotated[Principal, Depends(RequirePermission(permission))]
-
-
 Authenticated = Annotated[Principal, Depends(require_auth)]
 # One alias per permission, for route signatures (mypy needs names, not calls).
 AgentsWriter = Annotated[Principal, Depends(RequirePermission(perm.AGENTS_WRITE))]
@@ -232,7 +227,6 @@ ExecutionsCreator = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIO
 ExecutionsApprover = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIONS_APPROVE))]
 ConfigWriter = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_WRITE))]
 ConfigApprover = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_APPROVE))]
-GovernanceWriter = Annotated[Principal, Depends(RequirePermission(perm.GOVERNANCE_WRITE))]
 PersonasWriter = Annotated[Principal, Depends(RequirePermission(perm.PERSONAS_WRITE))]
 UsersAdmin = Annotated[Principal, Depends(RequirePermission(perm.USERS_ADMIN))]
 AuditReader = Annotated[Principal, Depends(RequirePermission(perm.AUDIT_READ))]
