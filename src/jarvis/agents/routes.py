@@ -20,13 +20,11 @@ from jarvis.agents.schemas import (
 from jarvis.auth.dependencies import AgentsWriter
 from jarvis.db.session import DbSession, get_database, unit_of_work
 from jarvis.errors import BadRequest
-from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.kit.schema import Limit, Offset, Page
 
 router = APIRouter(prefix="/api", tags=["agents"])
 
 AgentId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The agent's id")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def _etag(version: int) -> str:

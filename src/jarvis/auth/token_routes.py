@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from jarvis.auth import tokens
 from jarvis.auth.account_schemas import TokenCreate, TokenCreated, TokenOut
@@ -14,14 +14,12 @@ from jarvis.auth.dependencies import Authenticated, UsersAdmin
 from jarvis.auth.models import ApiToken
 from jarvis.auth.users import get_user
 from jarvis.db.session import DbSession
-from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.kit.schema import Limit, Offset, Page
 
 router = APIRouter(prefix="/api", tags=["tokens"])
 
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id")]
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The user's id")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 @router.post(

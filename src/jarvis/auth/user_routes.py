@@ -21,14 +21,12 @@ from jarvis.auth.dependencies import Authenticated, UsersAdmin
 from jarvis.auth.grants import set_persona_permissions
 from jarvis.auth.models import User
 from jarvis.db.session import DbSession
-from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.kit.schema import Limit, Offset, Page
 
 router = APIRouter(prefix="/api", tags=["users"])
 
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The user's id")]
 PersonaKey = Annotated[str, Path(min_length=1, max_length=64, description="The persona's key")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def user_out(user: User) -> AdminUserOut:

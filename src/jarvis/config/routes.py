@@ -34,14 +34,12 @@ from jarvis.config.validation import mask
 from jarvis.db.session import DbSession
 from jarvis.errors import BadRequest, ValidationFailed
 from jarvis.kit.clock import as_utc, utcnow
-from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.kit.schema import MAX_PAGE_SIZE, Limit, Offset, Page
 from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
 KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=100, description="Dotted key")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]

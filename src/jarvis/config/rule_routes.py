@@ -11,14 +11,12 @@ from jarvis.auth.dependencies import Authenticated, ConfigWriter
 from jarvis.config import rules
 from jarvis.config.models import BusinessRule, Template
 from jarvis.db.session import DbSession
-from jarvis.kit.schema import MAX_PAGE_SIZE, ApiModel, Page
+from jarvis.kit.schema import ApiModel, Limit, Offset, Page
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
 NamePath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=90)]
 VersionQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Default: newest")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 class NamedVersion(ApiModel):

@@ -16,12 +16,10 @@ from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow
-from jarvis.kit.schema import MAX_PAGE_SIZE, ApiInput, ApiModel, Page
+from jarvis.kit.schema import ApiInput, ApiModel, Limit, Offset, Page
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]
 

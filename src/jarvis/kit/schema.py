@@ -3,8 +3,9 @@
 import math
 import re
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -94,6 +95,9 @@ class ApiInput(ApiModel):
 ItemT = TypeVar("ItemT")
 
 MAX_PAGE_SIZE = 100
+# The paging parameters of every list route.
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 class Page(ApiModel, Generic[ItemT]):

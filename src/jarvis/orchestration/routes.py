@@ -15,7 +15,7 @@ from jarvis.auth.dependencies import (
     limit_executions,
 )
 from jarvis.db.session import DbSession, after_commit
-from jarvis.kit.schema import MAX_PAGE_SIZE, Page
+from jarvis.kit.schema import Limit, Offset, Page
 from jarvis.orchestration import service
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
 from jarvis.orchestration.dispatcher import Dispatcher
@@ -37,8 +37,6 @@ router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
 ExecutionId = Annotated[
     str, Path(min_length=1, max_length=36, description="The execution's id (a UUID)")
 ]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def _dispatch_after_commit(
