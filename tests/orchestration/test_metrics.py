@@ -7,6 +7,7 @@ so nothing depends on how long a step took.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jarvis.config.scope import Scope
-from jarvis.orchestration.metrics import sla_status
+from jarvis.orchestration.metrics import AGENTS_PER_QUERY, sla_status, update_metrics
 from tests.orchestration.conftest import World, step
 
 
@@ -140,3 +141,17 @@ async def test_a_step_awaiting_approval_counts_once_decided(world: World) -> Non
     got = await agent_json(world, checker.id)
     assert got | figures([step(done, "Checker")], 5000) == got
     assert got["successRate"] == 100
+
+
+async def test_metrics_of_more_agents_than_one_compound_select_allows(world: World) -> None:
+    """SQLite allows 500 terms in one compound SELECT (one UNION branch per agent): an
+    execution served by more agents is computed in chunks, and each agent gets its figures."""
+    fine = await world.agent("Process", "Fine")
+    await world.run("once")
+    assert (await agent_json(world, fine.id))["slaStatus"] == "green"
+    others = range(10_000, 10_000 + 2 * AGENTS_PER_QUERY + 150)
+    # A floor above 100 % turns it amber.
+    thresholds = {agent_id: (0.95, 5000) for agent_id in others} | {fine.id: (1.01, 5000)}
+    await world.db.run_write(partial(update_metrics, thresholds=thresholds))
+    got = await agent_json(world, fine.id)
+    assert (got["successRate"], got["slaStatus"]) == (100, "amber")

@@ -25,6 +25,8 @@ from jarvis.config.service import ConfigService
 from jarvis.orchestration.models import steps_table
 
 WINDOW = 100
+# Agents whose figures one query computes (see update_metrics).
+AGENTS_PER_QUERY = 200
 
 
 def sla_status(success_rate: float, avg_ms: float, *, min_rate: float, max_ms: int) -> str:
@@ -91,8 +93,17 @@ def update_metrics(connection: Connection, thresholds: dict[int, tuple[float, in
     """Recompute and store the figures of the agents in ``thresholds`` (those that settled
     a step in an execution), inside the engine's closing write."""
     agents = sorted(thresholds)
-    if not agents:
-        return
+    updates = []
+    # One UNION branch per agent: SQLite allows 500 in one compound SELECT.
+    for start in range(0, len(agents), AGENTS_PER_QUERY):
+        updates += _figures(connection, agents[start : start + AGENTS_PER_QUERY], thresholds)
+    if updates:
+        store_metrics(connection, updates)
+
+
+def _figures(
+    connection: Connection, agents: list[int], thresholds: dict[int, tuple[float, int]]
+) -> list[MetricsUpdate]:
     params: dict[str, int] = {}
     for index, agent_id in enumerate(agents):
         params[f"a{index}"] = agent_id
@@ -112,4 +123,4 @@ def update_metrics(connection: Connection, thresholds: dict[int, tuple[float, in
                 sla_status=sla_status(rate, avg, min_rate=min_rate, max_ms=max_ms),
             )
         )
-    store_metrics(connection, updates)
+    return updates
