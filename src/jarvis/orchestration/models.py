@@ -59,7 +59,7 @@ class AgentExecution(Base):
         Index("idx_agent_executions_status", "status"),
         Index("idx_agent_executions_persona_created", "persona", "created_at"),
         Index("idx_agent_executions_creator_created", "created_by_id", "created_at"),
-        Index("idx_agent_executions_created", "created_at"),
+        Index("idx_agent_executions_created_status", "created_at", "status"),
         Index("idx_agent_executions_status_lease", "status", "lease_expires_at"),
     )
 
