@@ -15,3 +15,4 @@ fi
 .venv/bin/python benchmarks/ws_idle.py
 .venv/bin/python benchmarks/scale_out.py
 .venv/bin/python benchmarks/auth_overhead.py --live
+.venv/bin/python benchmarks/web_render.py

@@ -25,6 +25,7 @@ from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import register_persona
+from jarvis.web.deps import page_viewer
 from tests.factories import TEST_ACTOR, bearer, create_personas, create_user, token_for
 
 # (METHOD, path) -> why anyone may call it.
@@ -43,6 +44,14 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/api/callback"): "finishes a sign-in",
     ("GET", "/api/login/oidc"): "starts a sign-in",
     ("GET", "/api/callback/oidc"): "finishes a sign-in",
+}
+# Pages anyone may open or post (everything else under jarvis.web needs a signed-in viewer).
+PUBLIC_PAGES: dict[tuple[str, str], str] = {
+    ("GET", "/login"): "the sign-in page",
+    ("POST", "/login"): "signing in",
+    ("POST", "/logout"): "ends the browser's own session, if any",
+    ("GET", "/theme/{persona}.css"): "colours, shown on the sign-in page too",
+    ("POST", "/preferences/mode"): "light or dark, a cookie of the browser's own",
 }
 # Not JSON API routes: FastAPI's documentation pages.
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
@@ -67,7 +76,7 @@ def _requirements(dependant: Dependant) -> tuple[bool, set[str]]:
     authenticated = False
     permissions: set[str] = set()
     for sub in dependant.dependencies:
-        if sub.call is require_auth:
+        if sub.call is require_auth or sub.call is page_viewer:
             authenticated = True
         if isinstance(sub.call, RequirePermission):
             authenticated = True
@@ -78,11 +87,16 @@ def _requirements(dependant: Dependant) -> tuple[bool, set[str]]:
     return authenticated, permissions
 
 
-def operations(app: FastAPI) -> list[Operation]:
+def _is_page(route: APIRoute) -> bool:
+    return route.endpoint.__module__.startswith("jarvis.web.")
+
+
+def operations(app: FastAPI, *, pages: bool = False) -> list[Operation]:
+    """The JSON API's operations (or, with ``pages``, the web pages' routes)."""
     found = []
     for context in iter_route_contexts(app.routes):
         route = context.original_route
-        if not isinstance(route, APIRoute):
+        if not isinstance(route, APIRoute) or _is_page(route) != pages:
             continue
         path = context.path_format
         if path in FRAMEWORK:
@@ -103,6 +117,30 @@ async def test_every_route_is_guarded_or_listed_public(app: FastAPI) -> None:
         if not op.authenticated and (op.method, op.path) not in PUBLIC
     ]
     assert unguarded == [], "routes anyone may call, not listed in PUBLIC:\n" + "\n".join(unguarded)
+
+
+async def test_every_page_needs_a_signed_in_viewer_or_is_listed_public(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    pages = operations(app, pages=True)
+    assert any(op.path == "/agents" for op in pages)
+    listed = {(op.method, op.path) for op in pages if not op.authenticated}
+    assert listed == set(PUBLIC_PAGES), "page routes anyone may call vs PUBLIC_PAGES"
+    wrong = []
+    for op in pages:
+        if not op.authenticated:
+            continue
+        # Anonymous browsers are sent to the sign-in page and come back where they were.
+        response = await client.request(
+            op.method,
+            op.url,
+            headers={"Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"},
+            content="" if op.method == "POST" else None,
+        )
+        location = response.headers.get("location", "")
+        if response.status_code != 303 or not location.startswith("/login?next=%2F"):
+            wrong.append(f"anonymous {op.method} {op.path} -> {response.status_code} {location}")
+    assert wrong == [], "\n".join(wrong)
 
 
 async def test_public_list_names_only_existing_public_routes(app: FastAPI) -> None:

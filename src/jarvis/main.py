@@ -49,6 +49,7 @@ from jarvis.realtime.bus import EventBus, create_bus
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.realtime.ws import router as realtime_router
 from jarvis.settings import Settings, get_settings
+from jarvis.web.setup import install_web
 
 
 def create_dispatcher(
@@ -193,6 +194,8 @@ def create_app(
         realtime_router,
     ):
         app.include_router(router)
+    # Pages last: their HTML error rendering wraps the API's problem handlers.
+    install_web(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RejectNulInUrl)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

@@ -10,6 +10,10 @@ answered from :class:`ExternalRequests` (a stand-in registered by the test) or a
 the host resolver maps every other name to nothing.
 
 Every test here runs on one session-wide event loop, the loop the shared browser lives on.
+
+Screenshots (:func:`save_screenshot`) go to ``JARVIS_ARTIFACTS_DIR``, by default
+``test-artifacts/screenshots/`` at the repository's root (ignored by git), as
+``<name>-desktop.png`` or ``<name>-phone.png``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from jarvis.auth.service import ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
@@ -42,7 +47,7 @@ from jarvis.demo.service import seed_demo
 from tests.conftest import IN_CI, TEST_SECRET_KEY, _skipped_suites
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, Route
+    from playwright.async_api import Browser, BrowserContext, Page, Route, ViewportSize
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -59,6 +64,10 @@ CHROMIUM_ARGS = [
 LOCAL_HOST = "127.0.0.1"
 SERVER_START_SECONDS = 60
 E2E_DIR = Path(__file__).parent
+# The demo's sign-ins (passwords in LiveServer.demo_users).
+ADMIN_EMAIL = "admin@jarvis.local"
+UNDERWRITER_EMAIL = "rachel.thompson@jarvis.local"
+IT_SUPPORT_EMAIL = "john.stevens@jarvis.local"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -102,7 +111,7 @@ class LiveServer:
     url: str
     process: subprocess.Popen[str]
     log: list[str]
-    demo_users: dict[str, str] = field(default_factory=dict)  # email -> password
+    demo_users: dict[str, str] = field(default_factory=dict)  # email -> password (+ admin)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -197,8 +206,8 @@ def _wait_healthy(server: LiveServer, deadline: float) -> None:
 
 
 async def _prepare_database(url: str, *, demo: bool) -> dict[str, str]:
-    """Migrate, add the built-in registry, and (``demo``) seed the demo; return the demo
-    users' passwords."""
+    """Migrate, add the built-in registry, and (``demo``) seed the demo and the first admin;
+    return the demo users' passwords."""
     await upgrade(url)
     db = Database.from_url(url)
     try:
@@ -210,7 +219,14 @@ async def _prepare_database(url: str, *, demo: bool) -> dict[str, str]:
         config = ConfigService(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             result = await seed_demo(session, config=config)
-        return dict(result.users_created)
+            # The first admin, as `jarvis seed demo` adds it (password generated).
+            admin = await ensure_admin(
+                session, email=ADMIN_EMAIL, password=None, generate=True, config=config
+            )
+        users = dict(result.users_created)
+        if admin is not None and admin.generated_password is not None:
+            users[ADMIN_EMAIL] = admin.generated_password
+        return users
     finally:
         await db.dispose()
 
@@ -339,3 +355,82 @@ async def context(browser: Browser, external: ExternalRequests) -> AsyncIterator
 @pytest_asyncio.fixture(loop_scope="session")
 async def page(context: BrowserContext) -> Page:
     return await context.new_page()
+
+
+# --- pages: viewports, signed-in pages, screenshots -------------------------------------
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+PHONE_MAX_WIDTH = 600
+REPO_ROOT = E2E_DIR.parents[1]
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots go: ``JARVIS_ARTIFACTS_DIR`` or ``test-artifacts/screenshots/``."""
+    configured = os.environ.get("JARVIS_ARTIFACTS_DIR")
+    return Path(configured) if configured else REPO_ROOT / "test-artifacts" / "screenshots"
+
+
+async def save_screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save ``page`` (the whole page, or the viewport with ``full_page=False``) as
+    ``<artefacts>/<name>-desktop.png`` or ``<name>-phone.png`` by the viewport's width, and
+    return the file's path."""
+    viewport = page.viewport_size
+    kind = "phone" if viewport is not None and viewport["width"] <= PHONE_MAX_WIDTH else "desktop"
+    target = artifacts_dir() / f"{name}-{kind}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if full_page:  # from the top: a sticky header scrolled along would cut the page
+        await page.evaluate("() => window.scrollTo(0, 0)")
+    await page.screenshot(path=target, full_page=full_page, animations="disabled")
+    return target
+
+
+async def new_context(
+    browser: Browser, external: ExternalRequests, **options: Any
+) -> BrowserContext:
+    """Another browser profile cut off from the internet, with Playwright's context
+    ``options`` (viewport, java_script_enabled...); the caller closes it."""
+    ctx = await browser.new_context(**({"viewport": DESKTOP} | options))
+    await ctx.route("**/*", external.handle)
+    return ctx
+
+
+async def sign_in(page: Page, server: LiveServer, email: str) -> None:
+    """Sign in as the demo user ``email`` through the sign-in form; lands on the dashboard."""
+    await page.goto(f"{server.url}/login")
+    await page.get_by_label("E-mail address").fill(email)
+    await page.get_by_label("Password").fill(server.demo_users[email])
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{server.url}/")
+
+
+async def call_api(
+    page: Page, server: LiveServer, method: str, path: str, body: object = None
+) -> Any:
+    """Call the JSON API as the page's signed-in user (its session cookie and the CSRF
+    header) and return the decoded answer; anything but 2xx fails the test."""
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    response = await page.request.fetch(
+        server.url + path,
+        method=method,
+        data=body,
+        headers={"X-CSRF-Token": cookies.get("jarvis_csrf", "")},
+    )
+    assert response.ok, f"{method} {path}: {response.status} {await response.text()}"
+    return None if response.status == 204 else await response.json()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin_page(page: Page, live_server: LiveServer) -> Page:
+    """The demo's admin, signed in, on the dashboard (desktop viewport)."""
+    await page.set_viewport_size(DESKTOP)
+    await sign_in(page, live_server, ADMIN_EMAIL)
+    return page
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def underwriter_page(page: Page, live_server: LiveServer) -> Page:
+    """Rachel Thompson, the demo underwriter, signed in, on the dashboard (desktop)."""
+    await page.set_viewport_size(DESKTOP)
+    await sign_in(page, live_server, UNDERWRITER_EMAIL)
+    return page

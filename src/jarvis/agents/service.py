@@ -33,6 +33,7 @@ from jarvis.agents.schemas import AgentCreate, AgentMetrics, AgentOut, AgentUpda
 from jarvis.db.session import after_commit
 from jarvis.errors import Conflict, NotFound, PreconditionFailed
 from jarvis.governance.audit import Actor, record_audit
+from jarvis.governance.models import AuditTrail
 from jarvis.kit.schema import Page
 from jarvis.personas.service import require_persona
 
@@ -408,3 +409,46 @@ def store_metrics(connection: Connection, updates: Sequence[MetricsUpdate]) -> N
             for u in updates
         ],
     )
+
+
+# --- reads for the web pages (agent directory) ----------------------------------------
+
+
+async def get_version(session: AsyncSession, agent_id: int, version: int) -> AgentVersion:
+    """One stored earlier version of an agent; 404 when the agent or version is unknown."""
+    stored = await session.scalar(
+        select(AgentVersion).where(
+            AgentVersion.agent_id == agent_id, AgentVersion.version == version
+        )
+    )
+    if stored is None:
+        await get_agent(session, agent_id)
+        raise NotFound(f"agent {agent_id} has no stored version {version}")
+    return stored
+
+
+async def business_functions(session: AsyncSession, *, limit: int = 100) -> list[str]:
+    """The business functions agents have, sorted (for filters and suggestions)."""
+    rows = await session.scalars(
+        select(Agent.business_function)
+        .where(Agent.business_function.is_not(None))
+        .distinct()
+        .order_by(Agent.business_function)
+        .limit(limit)
+    )
+    return [row for row in rows.all() if row]
+
+
+async def created_by(session: AsyncSession, agent_id: int) -> str | None:
+    """Who created the agent, from its audit entry (None when the ledger has none)."""
+    actor: str | None = await session.scalar(
+        select(AuditTrail.actor)
+        .where(
+            AuditTrail.entity_type == "agent",
+            AuditTrail.entity_id == str(agent_id),
+            AuditTrail.action == "agent.create",
+        )
+        .order_by(AuditTrail.id)
+        .limit(1)
+    )
+    return actor

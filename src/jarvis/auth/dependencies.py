@@ -30,8 +30,9 @@ EXECUTIONS_LIMIT_KEY = "ratelimit.executions_per_minute"
 FORM_TYPE = "application/x-www-form-urlencoded"
 _RESOLVED = "jarvis_principal_resolved"
 # Signing in draws no authority from the session the browser already has (it replaces it),
-# so a stale page's sign-in form works without that session's token.
-CSRF_EXEMPT_PATHS = frozenset({"/api/login"})
+# so a stale page's sign-in form works without that session's token (the API's and the
+# sign-in page's).
+CSRF_EXEMPT_PATHS = frozenset({"/api/login", "/login"})
 
 __all__ = ["SESSION_COOKIE", "Authenticated", "current_principal", "request_guard"]
 

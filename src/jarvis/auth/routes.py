@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth import service
 from jarvis.auth.announce import announce_revocation
@@ -22,6 +23,7 @@ from jarvis.auth.models import User
 from jarvis.auth.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
 from jarvis.config.dependencies import Config
 from jarvis.config.scope import GLOBAL, Scope
+from jarvis.config.service import ConfigService
 from jarvis.db.session import DbSession, unit_of_work
 from jarvis.errors import Unauthorized
 
@@ -40,7 +42,12 @@ async def _limit_login(request: Request, email: str) -> None:
 
 
 async def _start(
-    request: Request, response: Response, config: Config, session: DbSession, user: User, via: str
+    request: Request,
+    response: Response,
+    config: ConfigService,
+    session: DbSession,
+    user: User,
+    via: str,
 ) -> None:
     """Start a fresh session for ``user`` (ending the browser's previous one: no fixation)
     and hand its cookies to the browser."""
@@ -70,7 +77,15 @@ async def _start(
 async def login(
     body: LoginRequest, request: Request, response: Response, config: Config
 ) -> UserOut:
-    await _limit_login(request, body.email)
+    return await sign_in_with_password(request, response, config, body.email, body.password)
+
+
+async def sign_in_with_password(
+    request: Request, response: Response, config: ConfigService, email: str, password: str
+) -> UserOut:
+    """Check e-mail and password (rate limit, lockout, audit), start a session and set its
+    cookies on ``response``; 401 (or 429) otherwise. The sign-in page shares it."""
+    await _limit_login(request, email)
     threshold = await config.get("auth.lockout_threshold", GLOBAL, as_type=int)
     minutes = await config.get("auth.lockout_minutes", GLOBAL, as_type=int)
     # Its own transaction, not the request's: a refused attempt is recorded (failure count,
@@ -78,8 +93,8 @@ async def login(
     async with unit_of_work(request.app.state.db) as session:
         attempt = await attempt_login(
             session,
-            body.email,
-            body.password,
+            email,
+            password,
             lockout_threshold=threshold,
             lockout_minutes=minutes,
             ip_address=client_ip(request),
@@ -101,14 +116,19 @@ async def login(
 
 @router.post("/logout", status_code=204, summary="Sign out (ends the session)")
 async def logout(request: Request, response: Response, session: DbSession) -> Response:
+    await sign_out(request, response, session)
+    response.status_code = 204
+    return response
+
+
+async def sign_out(request: Request, response: Response, session: AsyncSession) -> None:
+    """End the browser's session (announced to every instance) and clear its cookies."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         ended = await service.end_session(session, token, secret_key=secret_key(request))
         if ended is not None:
             announce_revocation(request, session, session_ids=[ended])
-    response.status_code = 204
     clear_session_cookies(response)
-    return response
 
 
 @router.get("/user", response_model=UserOut, summary="The signed-in user")

@@ -56,7 +56,10 @@ def serve(
     if problem is not None:
         fail(f"refusing to start: {problem}")
     url = f"http://{host}:{port}"
-    console.print(f"JARVIS is serving on [bold]{url}[/]  (API docs: {url}/docs)")
+    console.print(
+        f"JARVIS is serving on [bold]{url}[/]: open it in a browser and sign in  "
+        f"(API docs: {url}/docs)"
+    )
     print_admin_login(admin)
     options: dict[str, Any] = {
         "host": host,

@@ -53,11 +53,19 @@ async def open_request(
 
 
 async def list_requests(
-    session: AsyncSession, *, status: str | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    key: str | None = None,
 ) -> tuple[list[ConfigChangeRequest], int]:
+    """Change requests, newest first; only ``status`` and only ``key`` when given."""
     query = select(ConfigChangeRequest)
     if status:
         query = query.where(ConfigChangeRequest.status == status)
+    if key is not None:
+        query = query.where(ConfigChangeRequest.config_key == key)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = await session.scalars(
         query.order_by(ConfigChangeRequest.id.desc()).limit(limit).offset(offset)

@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jarvis.db.engine import create_engine
 
@@ -72,6 +72,11 @@ def _current(connection: Connection) -> str | None:
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         return await conn.run_sync(_current)
+
+
+async def revision_on(connection: AsyncConnection) -> str | None:
+    """The schema revision seen through an open connection (a request's own session)."""
+    return await connection.run_sync(_current)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from jarvis.auth.dependencies import (
     ExecutionsCreator,
     limit_executions,
 )
+from jarvis.auth.service import Principal
 from jarvis.db.session import DbSession, after_commit
 from jarvis.kit.schema import Limit, Offset, Page
 from jarvis.orchestration import service
@@ -31,6 +32,7 @@ from jarvis.orchestration.schemas import (
     ExecutionSummary,
 )
 from jarvis.realtime import sse
+from jarvis.realtime.bus import EventBus
 
 router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
 
@@ -46,6 +48,45 @@ def _dispatch_after_commit(
         await dispatcher.submit(execution_id)
 
     after_commit(session, submit)
+
+
+async def start_execution(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    data: ExecutionCreate,
+    *,
+    bus: EventBus,
+    dispatcher: Dispatcher,
+) -> AgentExecution:
+    """Queue ``data`` as ``principal``'s execution (rate limit, persona rule) and dispatch it
+    once the request commits: what POST /api/agent-executions does, shared by the pages'
+    command bar."""
+    await limit_executions(request, principal)
+    execution = await service.create_execution(
+        session, data, actor=principal.actor, principal=principal, bus=bus
+    )
+    _dispatch_after_commit(session, dispatcher, execution.execution_id)
+    return execution
+
+
+async def approve_and_continue(
+    session: AsyncSession,
+    execution_id: str,
+    decision: Decision,
+    *,
+    principal: Principal,
+    bus: EventBus,
+    dispatcher: Dispatcher,
+) -> AgentExecution:
+    """Approve the waiting step(s); once none waits, the execution runs on after commit
+    (POST /api/agent-executions/{id}/approve and the execution page share it)."""
+    execution = await service.approve_execution(
+        session, bus, execution_id, decision, principal=principal, actor=principal.actor
+    )
+    if execution.status == "queued":
+        _dispatch_after_commit(session, dispatcher, execution_id)
+    return execution
 
 
 def _accepted(execution: AgentExecution, response: Response) -> ExecutionAccepted:
@@ -68,11 +109,9 @@ async def create_execution(
     request: Request,
     response: Response,
 ) -> ExecutionAccepted:
-    await limit_executions(request, principal)
-    execution = await service.create_execution(
-        session, body, actor=principal.actor, principal=principal, bus=bus
+    execution = await start_execution(
+        request, session, principal, body, bus=bus, dispatcher=dispatcher
     )
-    _dispatch_after_commit(session, dispatcher, execution.execution_id)
     return _accepted(execution, response)
 
 
@@ -193,16 +232,14 @@ async def approve_execution(
     dispatcher: DispatcherDep,
     body: Decision | None = None,
 ) -> ExecutionSummary:
-    execution = await service.approve_execution(
+    execution = await approve_and_continue(
         session,
-        bus,
         execution_id,
         body or Decision(),
         principal=principal,
-        actor=principal.actor,
+        bus=bus,
+        dispatcher=dispatcher,
     )
-    if execution.status == "queued":
-        _dispatch_after_commit(session, dispatcher, execution_id)
     return ExecutionSummary.model_validate(execution)
 
 

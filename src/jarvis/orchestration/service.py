@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, insert, literal, select, update
+from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.layers import LAYER_ORDER
@@ -492,3 +492,44 @@ async def queued_executions(session: AsyncSession, *, limit: int = 1000) -> list
         .limit(limit)
     )
     return list(rows.all())
+
+
+async def last_event_seq(session: AsyncSession, execution_id: str) -> int:
+    """The highest stored event number of the execution (0 before any): a live view read
+    after it replays from there, so it misses nothing."""
+    seq = await session.scalar(
+        select(func.max(ExecutionEvent.seq)).where(ExecutionEvent.execution_id == execution_id)
+    )
+    return int(seq or 0)
+
+
+async def step_progress(
+    session: AsyncSession, execution_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Per execution: (steps completed, steps in all), for a page of a list."""
+    if not execution_ids:
+        return {}
+    done = func.sum(case((ExecutionStep.status == "completed", 1), else_=0))
+    rows = await session.execute(
+        select(ExecutionStep.execution_id, done, func.count())
+        .where(ExecutionStep.execution_id.in_(execution_ids))
+        .group_by(ExecutionStep.execution_id)
+    )
+    return {execution_id: (int(d or 0), int(n)) for execution_id, d, n in rows.all()}
+
+
+async def completed_layers(session: AsyncSession, execution_id: str) -> dict[str, str]:
+    """Layer -> how it completed (``completed`` or ``completed_with_failures``), from the
+    execution's ``layer_completed`` events (the row's ``layers_done`` is stored only now
+    and then while it runs)."""
+    payloads = await session.scalars(
+        select(ExecutionEvent.payload).where(
+            ExecutionEvent.execution_id == execution_id,
+            ExecutionEvent.type == "layer_completed",
+        )
+    )
+    return {
+        str(p.get("layer")): str(p.get("status") or "completed")
+        for p in payloads.all()
+        if isinstance(p, dict)
+    }
