@@ -25,7 +25,7 @@ from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import register_persona
-from jarvis.web.deps import page_viewer
+from jarvis.web.deps import PagePermission, page_viewer
 from tests.factories import TEST_ACTOR, bearer, create_personas, create_user, token_for
 
 # (METHOD, path) -> why anyone may call it.
@@ -78,7 +78,7 @@ def _requirements(dependant: Dependant) -> tuple[bool, set[str]]:
     for sub in dependant.dependencies:
         if sub.call is require_auth or sub.call is page_viewer:
             authenticated = True
-        if isinstance(sub.call, RequirePermission):
+        if isinstance(sub.call, RequirePermission | PagePermission):
             authenticated = True
             permissions.add(sub.call.permission)
         inner_auth, inner_perms = _requirements(sub)
@@ -221,6 +221,38 @@ async def test_route_persona_matrix(
                 wrong.append(f"{persona} {op.method} {op.path} -> {status} (should be allowed)")
             if not allowed and not refused_for_permission:
                 wrong.append(f"{persona} {op.method} {op.path} -> {status} (should be 403)")
+    assert wrong == [], "\n".join(wrong)
+
+
+async def test_page_persona_matrix(app: FastAPI, client: httpx.AsyncClient, db: Database) -> None:
+    """Pages declare their permissions like the API (PagePermission); each persona gets the
+    403 page naming the permission, or gets past it (never a 500)."""
+    tokens = await _personas_with_tokens(db, app)
+    async with unit_of_work(db, write=False) as session:
+        table = await permission_table(session)
+    guarded = [op for op in operations(app, pages=True) if op.permission]
+    assert {op.permission for op in guarded} >= {"agents:write", "config:write"}
+    wrong = []
+    for op in guarded:
+        for persona, token in tokens.items():
+            response = await client.request(
+                op.method,
+                op.url,
+                content="" if op.method == "POST" else None,
+                headers={
+                    **bearer(token),
+                    "Accept": "text/html",
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
+            )
+            allowed = op.permission in table[persona]
+            refused = response.status_code == 403 and f"the {op.permission} permission" in (
+                response.text
+            )
+            if allowed and (refused or response.status_code >= 500):
+                wrong.append(f"{persona} {op.method} {op.path} -> {response.status_code}")
+            if not allowed and not refused:
+                wrong.append(f"{persona} {op.method} {op.path} -> {response.status_code} (403?)")
     assert wrong == [], "\n".join(wrong)
 
 

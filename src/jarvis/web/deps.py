@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from jarvis.auth import permissions as perm
 from jarvis.auth.dependencies import current_principal
 from jarvis.auth.service import Principal
 from jarvis.errors import Forbidden, Unauthorized
@@ -25,6 +26,34 @@ async def page_viewer(
 
 
 Viewer = Annotated[Principal, Depends(page_viewer)]
+
+
+class PagePermission:
+    """A page dependency: the signed-in viewer if they hold ``permission`` (403 page naming
+    it otherwise); declared on the route, so tests/test_permission_matrix.py reads it."""
+
+    def __init__(self, permission: str, action: str) -> None:
+        self.permission = permission
+        self.action = action
+
+    async def __call__(self, principal: Viewer) -> Principal:
+        require(principal, self.permission, self.action)
+        return principal
+
+
+AgentsEditor = Annotated[
+    Principal, Depends(PagePermission(perm.AGENTS_WRITE, "Creating, editing or deleting agents"))
+]
+ConfigEditor = Annotated[
+    Principal, Depends(PagePermission(perm.CONFIG_WRITE, "Changing configuration"))
+]
+CommandRunner = Annotated[
+    Principal, Depends(PagePermission(perm.EXECUTIONS_CREATE, "Running or cancelling commands"))
+]
+ExecutionsDecider = Annotated[
+    Principal,
+    Depends(PagePermission(perm.EXECUTIONS_APPROVE, "Approving or rejecting executions")),
+]
 
 
 def require(principal: Principal, permission: str, action: str) -> None:

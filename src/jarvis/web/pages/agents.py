@@ -27,7 +27,7 @@ from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from jarvis.kit.schema import Limit, Offset
 from jarvis.personas.service import list_personas
-from jarvis.web.deps import Viewer, require
+from jarvis.web.deps import AgentsEditor, Viewer
 from jarvis.web.forms import read_form
 from jarvis.web.pages import agent_views as views
 from jarvis.web.rendering import PageContext, page_context, redirect, render
@@ -169,17 +169,15 @@ async def _render_form(
 async def new_agent(
     request: Request,
     session: DbSession,
-    principal: Viewer,
+    principal: AgentsEditor,
     kind: Annotated[str, Query(max_length=64)] = views.DEFAULT_KIND,
 ) -> Response:
-    require(principal, AGENTS_WRITE, "Creating agents")
     form = views.blank_form(kind.strip() or views.DEFAULT_KIND, principal.persona)
     return await _render_form(request, session, principal, form)
 
 
 @router.post("/agents")
-async def create_agent(request: Request, session: DbSession, principal: Viewer) -> Response:
-    require(principal, AGENTS_WRITE, "Creating agents")
+async def create_agent(request: Request, session: DbSession, principal: AgentsEditor) -> Response:
     posted_form = await read_form(request)
     reload_kind = posted_form.get("action") == LOAD_KIND
     posted = views.read_agent_form(posted_form, current_config=None, reload_kind=reload_kind)
@@ -269,10 +267,9 @@ async def edit_agent(
     request: Request,
     agent_id: AgentId,
     session: DbSession,
-    principal: Viewer,
+    principal: AgentsEditor,
     kind: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    require(principal, AGENTS_WRITE, "Editing agents")
     agent = await service.get_agent(session, agent_id)
     form = views.agent_form(agent, kind=_blank(kind))
     return await _render_form(request, session, principal, form, agent=agent)
@@ -299,9 +296,8 @@ async def _conflict(session: AsyncSession, agent: Agent, since: int) -> dict[str
 
 @router.post("/agents/{agent_id}/edit")
 async def update_agent(
-    request: Request, agent_id: AgentId, session: DbSession, principal: Viewer
+    request: Request, agent_id: AgentId, session: DbSession, principal: AgentsEditor
 ) -> Response:
-    require(principal, AGENTS_WRITE, "Editing agents")
     agent = await service.get_agent(session, agent_id)
     posted_form = await read_form(request)
     raw_version = posted_form.get("version").strip()
@@ -378,17 +374,15 @@ async def _edit_conflict(
 
 @router.get("/agents/{agent_id}/delete")
 async def confirm_delete(
-    request: Request, agent_id: AgentId, session: DbSession, principal: Viewer
+    request: Request, agent_id: AgentId, session: DbSession, principal: AgentsEditor
 ) -> Response:
-    require(principal, AGENTS_WRITE, "Deleting agents")
     agent = await service.get_agent(session, agent_id)
     ctx = await _context(request, session, principal)
     return render(ctx, "agents/delete.html", agent=agent)
 
 
 @router.post("/agents/{agent_id}/delete")
-async def delete_agent(agent_id: AgentId, session: DbSession, principal: Viewer) -> Response:
-    require(principal, AGENTS_WRITE, "Deleting agents")
+async def delete_agent(agent_id: AgentId, session: DbSession, principal: AgentsEditor) -> Response:
     agent = await service.get_agent(session, agent_id)
     name = agent.name
     await service.delete_agent(session, agent_id, actor=principal.actor)
@@ -441,9 +435,8 @@ async def agent_version(
 
 @router.post("/agents/{agent_id}/versions/{version}/restore")
 async def restore_version(
-    agent_id: AgentId, version: VersionNumber, session: DbSession, principal: Viewer
+    agent_id: AgentId, version: VersionNumber, session: DbSession, principal: AgentsEditor
 ) -> Response:
-    require(principal, AGENTS_WRITE, "Restoring agent versions")
     agent = await service.restore_version(session, agent_id, version, actor=principal.actor)
     return redirect(
         f"/agents/{agent_id}",

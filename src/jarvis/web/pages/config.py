@@ -31,7 +31,7 @@ from jarvis.errors import ValidationFailed
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import Limit, Offset
 from jarvis.personas.service import list_personas
-from jarvis.web.deps import Viewer, require
+from jarvis.web.deps import ConfigEditor, Viewer
 from jarvis.web.forms import FieldErrors, errors_from, read_form
 from jarvis.web.pages import config_changes, config_snapshots
 from jarvis.web.pages.config_changes import request_views
@@ -280,9 +280,8 @@ async def key_detail(
 
 @router.post("/config/{key}")
 async def set_value(
-    request: Request, session: DbSession, principal: Viewer, config: Config, key: KeyPath
+    request: Request, session: DbSession, principal: ConfigEditor, config: Config, key: KeyPath
 ) -> Response:
-    require(principal, perm.CONFIG_WRITE, "Setting configuration values")
     info = await config.key_info(key, session)
     form = await read_form(request)
     value, errors, controls = parse_fields(info.schema, form, "value")
@@ -352,9 +351,8 @@ async def set_value(
 
 @router.post("/config/{key}/revert")
 async def revert_value(
-    request: Request, session: DbSession, principal: Viewer, config: Config, key: KeyPath
+    request: Request, session: DbSession, principal: ConfigEditor, config: Config, key: KeyPath
 ) -> Response:
-    require(principal, perm.CONFIG_WRITE, "Reverting configuration values")
     form = await read_form(request)
     scope = scope_from_form(form)
     version_text = form.get("version").strip()

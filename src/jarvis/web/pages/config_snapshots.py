@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from jarvis.auth import permissions as perm
 from jarvis.auth.service import Principal
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
@@ -20,7 +19,7 @@ from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, NotFound
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import Limit, Offset
-from jarvis.web.deps import Viewer, require
+from jarvis.web.deps import ConfigEditor, Viewer
 from jarvis.web.forms import FieldErrors, read_form
 from jarvis.web.pages.config_view import (
     MAX_REASON,
@@ -79,8 +78,7 @@ async def snapshots(
 
 
 @router.post("/config/snapshots")
-async def take_snapshot(request: Request, session: DbSession, principal: Viewer) -> Response:
-    require(principal, perm.CONFIG_WRITE, "Taking a configuration snapshot")
+async def take_snapshot(request: Request, session: DbSession, principal: ConfigEditor) -> Response:
     form = await read_form(request)
     name = form.get("name").strip()
     description = form.get("description").strip()
@@ -246,9 +244,12 @@ async def restore_confirm(
 
 @router.post("/config/snapshots/{snapshot_id}/restore")
 async def restore(
-    request: Request, session: DbSession, principal: Viewer, config: Config, snapshot_id: IdPath
+    request: Request,
+    session: DbSession,
+    principal: ConfigEditor,
+    config: Config,
+    snapshot_id: IdPath,
 ) -> Response:
-    require(principal, perm.CONFIG_WRITE, "Restoring a configuration snapshot")
     form = await read_form(request)
     reason = form.optional("reason")
     if reason is not None and len(reason) > MAX_REASON:

@@ -37,7 +37,7 @@ from jarvis.orchestration.schemas import (
     ExecutionStatus,
     StepOut,
 )
-from jarvis.web.deps import Viewer, require, wants_fragment
+from jarvis.web.deps import CommandRunner, ExecutionsDecider, Viewer, wants_fragment
 from jarvis.web.forms import FieldErrors, errors_from, read_form
 from jarvis.web.rendering import PageContext, page_context, redirect, render
 
@@ -289,12 +289,11 @@ def _run_form(
 async def run_command(
     request: Request,
     session: DbSession,
-    principal: Viewer,
+    principal: CommandRunner,
     bus: Bus,
     dispatcher: DispatcherDep,
 ) -> Response:
     """Start the command as the chosen persona and go to its live view."""
-    require(principal, perm.EXECUTIONS_CREATE, "Running a command")
     form = await read_form(request)
     command = form.get("command").strip()
     persona = form.get("persona").strip() or principal.persona
@@ -337,12 +336,11 @@ def _back(execution_id: str, toast: str) -> Response:
 async def approve(
     request: Request,
     session: DbSession,
-    principal: Viewer,
+    principal: ExecutionsDecider,
     bus: Bus,
     dispatcher: DispatcherDep,
     execution_id: ExecutionId,
 ) -> Response:
-    require(principal, perm.EXECUTIONS_APPROVE, "Approving an execution")
     decision = Decision(comment=await _comment(request))
     try:
         await approve_and_continue(
@@ -355,9 +353,12 @@ async def approve(
 
 @router.post("/executions/{execution_id}/reject")
 async def reject(
-    request: Request, session: DbSession, principal: Viewer, bus: Bus, execution_id: ExecutionId
+    request: Request,
+    session: DbSession,
+    principal: ExecutionsDecider,
+    bus: Bus,
+    execution_id: ExecutionId,
 ) -> Response:
-    require(principal, perm.EXECUTIONS_APPROVE, "Rejecting an execution")
     decision = Decision(comment=await _comment(request))
     try:
         await service.reject_execution(
@@ -370,9 +371,12 @@ async def reject(
 
 @router.post("/executions/{execution_id}/cancel")
 async def cancel(
-    request: Request, session: DbSession, principal: Viewer, bus: Bus, execution_id: ExecutionId
+    request: Request,
+    session: DbSession,
+    principal: CommandRunner,
+    bus: Bus,
+    execution_id: ExecutionId,
 ) -> Response:
-    require(principal, perm.EXECUTIONS_CREATE, "Cancelling an execution")
     await read_form(request)  # the CSRF token was checked; nothing else is read
     try:
         execution = await service.cancel_execution(
