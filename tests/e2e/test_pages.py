@@ -416,3 +416,35 @@ async def test_a_script_tag_agent_name_is_shown_as_text(
         assert dialogs == []
     finally:
         await call_api(page, live_server, "DELETE", f"/api/agents/{agent['id']}")
+
+
+async def test_light_and_dark_mode_follow_the_system_until_the_viewer_chooses(
+    admin_page: Page, live_server: LiveServer
+) -> None:
+    from playwright.async_api import expect
+
+    page = admin_page
+    dark_bg = to_hex(mode_theme(_admin_colours(), "dark").background)
+    light_bg = to_hex(mode_theme(_admin_colours(), "light").background)
+    body_bg = "el => getComputedStyle(el).getPropertyValue('--bg').trim()"
+
+    await page.emulate_media(color_scheme="dark")
+    await page.goto(live_server.url + "/")
+    assert await page.locator("body").evaluate(body_bg) == dark_bg
+    toggle = page.locator("[data-mode-toggle]")
+    await expect(toggle).to_have_attribute("aria-label", "Switch to light mode")
+    await toggle.click()
+    await expect(page.locator("html")).to_have_attribute("data-mode", "light")
+    assert await page.locator("body").evaluate(body_bg) == light_bg
+    # The choice is remembered against the system's preference, and can be changed back.
+    await page.goto(live_server.url + "/agents")
+    await expect(page.locator("html")).to_have_attribute("data-mode", "light")
+    await page.locator("[data-mode-toggle]").click()
+    await expect(page.locator("html")).to_have_attribute("data-mode", "dark")
+    assert await page.locator("body").evaluate(body_bg) == dark_bg
+
+
+def _admin_colours() -> dict[str, str]:
+    from jarvis.personas.service import ADMIN_PERSONA
+
+    return ADMIN_PERSONA.color_scheme.model_dump()

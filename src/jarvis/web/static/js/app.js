@@ -134,3 +134,18 @@ window.addEventListener("popstate", () => {
 
 // The server-rendered toast fades out too.
 for (const t of document.querySelectorAll("[data-toasts] .toast")) setTimeout(() => t.remove(), 6000);
+
+// The light/dark button: without a saved choice the page follows the system, so the button
+// offers the opposite of what the system shows now (the server cannot know it).
+function followSystemMode() {
+  if (document.documentElement.dataset.mode) return;
+  const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
+  for (const form of document.querySelectorAll(".mode-form")) {
+    form.elements.mode.value = dark ? "light" : "dark";
+    const button = form.querySelector("[data-mode-toggle]");
+    button.setAttribute("aria-label", `Switch to ${dark ? "light" : "dark"} mode`);
+    button.querySelector("span").textContent = dark ? "☀" : "☾";
+  }
+}
+followSystemMode();
+window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", followSystemMode);
