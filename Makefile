@@ -21,7 +21,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/jarvis db upgrade
-	$(BIN)/jarvis seed demo --if-empty
+	$(BIN)/jarvis seed demo --if-empty --with-history
 	$(BIN)/jarvis serve
 
 lint: $(STAMP)

@@ -169,6 +169,28 @@ def test_seed_demo_if_empty_skips_a_populated_database(db_file: Path) -> None:
     assert query(db_file, "SELECT count(*) FROM audit_trails") == [(before,)]
 
 
+def test_seed_demo_with_history_runs_the_demo_users_commands(db_file: Path) -> None:
+    upgraded(db_file)
+    result = jarvis("seed", "demo", "--if-empty", "--with-history")
+    assert result.exit_code == 0, result.output
+    assert "demo history: 4 commands run (3 completed, 1 awaiting approval)" in result.output
+    rows = query(
+        db_file,
+        "SELECT created_by, persona, status FROM agent_executions ORDER BY created_at",
+    )
+    assert [(r[0], r[2]) for r in rows] == [
+        ("john.stevens@jarvis.local", "completed"),
+        ("john.stevens@jarvis.local", "completed"),
+        ("rachel.thompson@jarvis.local", "completed"),
+        ("rachel.thompson@jarvis.local", "awaiting_approval"),
+    ]
+    assert [r[1] for r in rows] == ["it_support"] * 2 + ["underwriter"] * 2
+    # A second run on the populated database adds nothing.
+    again = jarvis("seed", "demo", "--if-empty", "--with-history")
+    assert "skipped" in again.output
+    assert len(query(db_file, "SELECT execution_id FROM agent_executions")) == 4
+
+
 def test_seed_demo_if_empty_seeds_an_empty_database(db_file: Path) -> None:
     upgraded(db_file)
     result = jarvis("seed", "demo", "--if-empty")

@@ -7,8 +7,20 @@ from typing import Annotated
 import typer
 
 from jarvis.auth.service import AdminBootstrap
-from jarvis.cli.common import bootstrap_admin, configured, console, print_admin_login, run
+from jarvis.cli.common import (
+    bootstrap_admin,
+    configured,
+    console,
+    database,
+    print_admin_login,
+    run,
+    settings,
+)
+from jarvis.config.service import ConfigService
+from jarvis.demo.history import HistoryResult, run_history
 from jarvis.demo.service import DemoResult, seed_demo
+from jarvis.llm.providers import Providers
+from jarvis.realtime.bus import create_bus
 
 app = typer.Typer(help="Load data.", no_args_is_help=True)
 
@@ -17,6 +29,13 @@ app = typer.Typer(help="Load data.", no_args_is_help=True)
 def demo(
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Only when the database has no agents yet")
+    ] = False,
+    with_history: Annotated[
+        bool,
+        typer.Option(
+            "--with-history",
+            help="Also run the demo users' first commands through the six layers",
+        ),
     ] = False,
 ) -> None:
     """Load the demo personas, agents and users (idempotent), and the first admin."""
@@ -39,3 +58,18 @@ def demo(
     )
     for email, password in result.users_created:
         console.print(f"  demo user [bold]{email}[/] password: [bold]{password}[/] (shown once)")
+    if with_history:
+        history = run(_history)
+        console.print(
+            f"demo history: {sum(history.statuses.values())} commands run ({history.summary()})"
+        )
+
+
+async def _history() -> HistoryResult:
+    async with database() as db:
+        bus = create_bus(settings().redis_url)
+        try:
+            config = ConfigService(db, bus=bus, poll_seconds=0)
+            return await run_history(db, config, bus, Providers.from_settings(settings()))
+        finally:
+            await bus.close()

@@ -107,6 +107,18 @@ USERS: tuple[DemoUser, ...] = (
     ),
 )
 
+# The demo users' first commands (``jarvis seed demo --with-history`` runs them): what a
+# fresh ``make run`` shows on the dashboards. Acme's review waits for Rachel's approval.
+HISTORY: tuple[tuple[str, str], ...] = (
+    ("john.stevens@jarvis.local", "Laptop won't connect to VPN, urgent"),
+    (
+        "john.stevens@jarvis.local",
+        "Nobody on the third floor can print since this morning; the whole claims team is affected",
+    ),
+    ("rachel.thompson@jarvis.local", "Which agents are waiting for approval?"),
+    ("rachel.thompson@jarvis.local", "Review the new submission from Acme Logistics"),
+)
+
 # --- intents ---------------------------------------------------------------------------
 
 SUBMISSION_REVIEW = "submission_review"
