@@ -188,13 +188,26 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     return url
 
 
+# One statement that names the tables holding rows (most tests touch a handful).
+_USED_TABLES = " UNION ALL ".join(
+    f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")" for t in metadata.sorted_tables
+)
+
+
 async def _empty_postgres(db: Database) -> None:
-    """Back to the freshly migrated state: every table emptied, then what the migrations
-    seed (the permission catalogue) put back."""
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    """Back to the freshly migrated state: every table emptied, every sequence back at 1,
+    then what the migrations seed (the permission catalogue) put back.
+
+    DELETE of the few tables a test used, not TRUNCATE of all of them: TRUNCATE makes new
+    files for every table and took some 200 ms per test, a fifth of the suite's time."""
     async with db.engine.begin() as conn:
+        used = (await conn.execute(text(_USED_TABLES))).scalars().all()
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for name in used:
+            await conn.execute(text(f'DELETE FROM "{name}"'))
+        await conn.execute(
+            text("SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'")
+        )
     async with unit_of_work(db) as session:
         await ensure_catalogue(session)
 
