@@ -24,15 +24,14 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from jarvis.auth.cookies import SESSION_COOKIE, csrf_token_for
 from jarvis.auth.service import Principal
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.personas.models import RolePersona
+from jarvis.personas.service import persona_colours
 from jarvis.web.theme import scheme_version
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
-COLOURS_KEY = "persona.colors"
 MODE_COOKIE = "jarvis_mode"
 TOAST_COOKIE = "jarvis_toast"
 MODES = ("auto", "light", "dark")
@@ -143,7 +142,7 @@ class PageContext:
 
 
 async def theme_href(config: ConfigService, persona: str) -> str:
-    scheme = await config.get(COLOURS_KEY, Scope(persona=persona))
+    scheme = (await persona_colours(config, persona)).model_dump()
     return f"/theme/{quote(persona, safe='')}.css?v={scheme_version(scheme)}"
 
 

@@ -28,7 +28,7 @@ from jarvis.web.pages import PAGE_ROUTERS
 from jarvis.web.rendering import STATIC_DIR, page_context, redirect, render
 
 # Paths that belong to the API and to machines: their errors stay problem+json.
-MACHINE_PREFIXES = ("/api/", "/api", "/docs", "/openapi.json", "/health", "/metrics", "/static/")
+MACHINE_PREFIXES = ("/api/", "/docs", "/openapi.json", "/health", "/metrics", "/static/")
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
@@ -55,7 +55,7 @@ def _is_page_route(request: Request) -> bool:
 def is_page_request(request: Request) -> bool:
     """A browser asking for a page (not the API, the docs or a file)."""
     path = request.url.path
-    if path == "/api" or any(path.startswith(p) for p in MACHINE_PREFIXES if p != "/api"):
+    if path == "/api" or path.startswith(MACHINE_PREFIXES):
         return False
     return _is_page_route(request) or "text/html" in request.headers.get("accept", "")
 

@@ -12,14 +12,13 @@ from jarvis.auth.dependencies import current_principal
 from jarvis.auth.oauth import LOGIN_PATHS, safe_next_path
 from jarvis.auth.oauth_routes import sign_in_providers
 from jarvis.auth.routes import sign_in_with_password, sign_out
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.db.session import DbSession
 from jarvis.errors import JarvisError
 from jarvis.personas.schemas import PERSONA_KEY_PATTERN
+from jarvis.personas.service import persona_colours
 from jarvis.web.forms import read_form
 from jarvis.web.rendering import (
-    COLOURS_KEY,
     MODE_COOKIE,
     MODES,
     page_context,
@@ -105,7 +104,7 @@ async def theme_stylesheet(
 ) -> Response:
     """The persona's colours as CSS custom properties (immutable under its version)."""
     config: ConfigService = request.app.state.config
-    scheme = await config.get(COLOURS_KEY, Scope(persona=persona))
+    scheme = (await persona_colours(config, persona)).model_dump()
     version = scheme_version(scheme)
     cache = (
         "public, max-age=31536000, immutable"
