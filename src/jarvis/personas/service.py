@@ -55,6 +55,14 @@ async def persona_keys(session: AsyncSession) -> list[str]:
     return list((await session.scalars(select(RolePersona.key).order_by(RolePersona.key))).all())
 
 
+async def persona_names(session: AsyncSession, *, key: str | None = None) -> list[tuple[str, str]]:
+    """(key, display name) of every persona by key, or of the one ``key`` names."""
+    stmt = select(RolePersona.key, RolePersona.display_name).order_by(RolePersona.key)
+    if key is not None:
+        stmt = stmt.where(RolePersona.key == key)
+    return [(k, name) for k, name in (await session.execute(stmt)).all()]
+
+
 async def get_persona(session: AsyncSession, key: str) -> RolePersona | None:
     return await session.scalar(select(RolePersona).where(RolePersona.key == key))
 

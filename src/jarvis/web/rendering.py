@@ -17,7 +17,6 @@ from urllib.parse import quote, unquote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
@@ -25,8 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from jarvis.auth.cookies import SESSION_COOKIE, csrf_token_for
 from jarvis.auth.service import Principal
 from jarvis.config.service import ConfigService
-from jarvis.personas.models import RolePersona
-from jarvis.personas.service import persona_colours
+from jarvis.personas.service import persona_colours, persona_names
 from jarvis.web.theme import scheme_version
 
 WEB_DIR = Path(__file__).parent
@@ -148,10 +146,7 @@ async def theme_href(config: ConfigService, persona: str) -> str:
 
 async def _personas(session: AsyncSession, principal: Principal) -> list[tuple[str, str]]:
     """The personas the viewer may run commands as: every one for admins, else their own."""
-    stmt = select(RolePersona.key, RolePersona.display_name).order_by(RolePersona.key)
-    if not principal.is_admin:
-        stmt = stmt.where(RolePersona.key == principal.persona)
-    return [(key, name) for key, name in (await session.execute(stmt)).all()]
+    return await persona_names(session, key=None if principal.is_admin else principal.persona)
 
 
 async def page_context(

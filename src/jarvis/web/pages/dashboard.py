@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -37,7 +36,7 @@ from jarvis.orchestration.stats import (
     recent_executions_of,
     running_executions,
 )
-from jarvis.personas.models import RolePersona
+from jarvis.personas.service import get_persona
 from jarvis.web.charts import Series, line_chart, stacked_bars
 from jarvis.web.deps import Viewer
 from jarvis.web.rendering import page_context, render
@@ -241,7 +240,7 @@ async def _admin_view(request: Request, session: AsyncSession, now: datetime) ->
 async def _persona_view(
     session: AsyncSession, principal: Principal, now: datetime
 ) -> dict[str, Any]:
-    persona = await session.scalar(select(RolePersona).where(RolePersona.key == principal.persona))
+    persona = await get_persona(session, principal.persona)
     agents, agents_total = await agents_of_persona(session, principal.persona, limit=LIST_LIMIT)
     hourly = await executions_per_hour(
         session, now=now, hours=HOURS, created_by_id=principal.user_id
