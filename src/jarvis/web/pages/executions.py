@@ -221,6 +221,11 @@ class PanelView:
         return self.execution.status in FINAL_STATUSES
 
     @property
+    def cancellable_now(self) -> bool:
+        """Whether the Cancel button shows as rendered (live.js follows the status after)."""
+        return self.can_cancel and self.execution.status in CANCELLABLE
+
+    @property
     def response(self) -> str | None:
         result = self.execution.result or {}
         text = result.get("response")
