@@ -205,6 +205,14 @@ def _wait_healthy(server: LiveServer, deadline: float) -> None:
         time.sleep(0.05)
 
 
+def serve_demo(path: Path) -> LiveServer:
+    """A live server on a new SQLite file at ``path`` with the demo and its sign-ins."""
+    users = asyncio.run(_prepare_database(f"sqlite+aiosqlite:///{path}", demo=True))
+    server = start_live_server(path)
+    server.demo_users = users
+    return server
+
+
 async def _prepare_database(url: str, *, demo: bool) -> dict[str, str]:
     """Migrate, add the built-in registry, and (``demo``) seed the demo and the first admin;
     return the demo users' passwords."""
@@ -241,9 +249,7 @@ def live_server(e2e_dir: Path) -> Iterator[LiveServer]:
     """The demo, served with the default settings (CORS closed)."""
     _require_browser()
     path = e2e_dir / "demo.db"
-    users = asyncio.run(_prepare_database(f"sqlite+aiosqlite:///{path}", demo=True))
-    server = start_live_server(path)
-    server.demo_users = users
+    server = serve_demo(path)
     yield server
     server.stop()
 

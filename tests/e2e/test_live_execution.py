@@ -19,12 +19,11 @@ from tests.e2e.conftest import (
     PHONE,
     UNDERWRITER_EMAIL,
     LiveServer,
-    _prepare_database,
     _require_browser,
     call_api,
     save_screenshot,
+    serve_demo,
     sign_in,
-    start_live_server,
 )
 
 if TYPE_CHECKING:
@@ -197,9 +196,7 @@ def slow_server(e2e_dir: Path) -> Iterator[LiveServer]:
     """A demo server of its own: this test adds slow agents, which nobody else should run."""
     _require_browser()
     path = e2e_dir / "live-execution.db"
-    users = asyncio.run(_prepare_database(f"sqlite+aiosqlite:///{path}", demo=True))
-    server = start_live_server(path)
-    server.demo_users = users
+    server = serve_demo(path)
     yield server
     server.stop()
 
