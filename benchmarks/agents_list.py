@@ -33,11 +33,11 @@ from sqlalchemy.pool import NullPool
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import SEED_ACTOR, seed_demo
+from jarvis.wiring import config_service
 
 HERE = Path(__file__).resolve().parent
 PATH = "/api/agents?limit=50"
@@ -58,7 +58,7 @@ def free_port() -> int:
 async def prepare_database(url: str) -> None:
     await upgrade(url)
     db = Database.from_url(url)
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)

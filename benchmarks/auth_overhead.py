@@ -39,7 +39,6 @@ from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.auth.cookies import SESSION_COOKIE
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
@@ -47,6 +46,7 @@ from jarvis.demo.data import USERS
 from jarvis.demo.service import SEED_ACTOR, seed_demo
 from jarvis.main import create_app
 from jarvis.settings import Settings
+from jarvis.wiring import config_service
 
 PATH = "/api/agents?limit=50"
 TARGET = 0.8
@@ -63,7 +63,7 @@ async def prepare_database(url: str) -> tuple[str, str]:
     user of PERSONA's e-mail and password."""
     await upgrade(url)
     db = Database.from_url(url)
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)

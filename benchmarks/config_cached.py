@@ -23,12 +23,12 @@ from typing import Any
 from cachetools import LRUCache
 
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.scope import Scope
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
+from jarvis.wiring import config_service
 
 KEY = "bench.cached.threshold"
 SCOPE = Scope(persona="underwriter", agent_id=7)
@@ -39,7 +39,7 @@ TARGET = 3.0
 async def prepare(url: str) -> Database:
     await upgrade(url)
     db = Database.from_url(url)
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     async with unit_of_work(db) as session:
         await ensure_builtin_registry(session)
         await config.register_key(
@@ -75,7 +75,7 @@ async def measure(calls: int, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         db = await prepare(f"sqlite+aiosqlite:///{tmp}/bench.db")
         try:
-            config = ConfigService(db, poll_seconds=0)
+            config = config_service(db, poll_seconds=0)
             value = await config.get(KEY, SCOPE)  # fills the cache
             if value != 0.8 or config.cache.lookup(KEY, SCOPE) is None:
                 raise RuntimeError("the cache was not filled")

@@ -68,7 +68,7 @@ async def reader(args: argparse.Namespace) -> dict[int, float]:
 
     from jarvis.config.service import ConfigService
     from jarvis.db.engine import Database
-    from jarvis.realtime.bus import RedisBus
+    from jarvis.kit.bus import RedisBus
 
     db = Database.from_url(args.database_url)
     bus = RedisBus(args.redis_url)
@@ -106,10 +106,10 @@ async def writer(args: argparse.Namespace) -> dict[int, float]:
         return stamps
 
     from jarvis.config.service import ConfigService
+    from jarvis.core.identity import Actor
     from jarvis.db.engine import Database
     from jarvis.db.session import after_commit, unit_of_work
-    from jarvis.governance.audit import Actor
-    from jarvis.realtime.bus import RedisBus
+    from jarvis.kit.bus import RedisBus
 
     db = Database.from_url(args.database_url)
     bus = RedisBus(args.redis_url)
@@ -141,10 +141,10 @@ def child(args: argparse.Namespace) -> None:
 
 async def prepare(url: str) -> None:
     from jarvis.config.service import ConfigService
+    from jarvis.core.identity import Actor
     from jarvis.db.engine import Database
     from jarvis.db.migrate import upgrade
     from jarvis.db.session import unit_of_work
-    from jarvis.governance.audit import Actor
 
     await upgrade(url)
     db = Database.from_url(url)

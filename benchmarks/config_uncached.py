@@ -6,7 +6,7 @@ expired, scheduled, bounded or deactivated), then resolves random keys for rando
 with the cache out of the way, each call a fresh reader unit of work as in the service:
 
 - `resolve_query`: the resolution statement alone (`jarvis.config.resolver`);
-- `config.get`: a `ConfigService(cache_size=0)`, so every read goes to the database.
+- `config.get`: a `config_service(cache_size=0)`, so every read goes to the database.
 
 The baseline, measured in the same run and interleaved with them: `SELECT 1` in a reader
 unit of work (the same session and pool path with a trivial statement). A raw `SELECT 1`
@@ -37,12 +37,12 @@ from sqlalchemy.pool import NullPool
 
 from jarvis.config import resolver
 from jarvis.config.models import ConfigRegistry, ConfigValue
-from jarvis.config.scope import Scope
-from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow
+from jarvis.wiring import config_service
 
 PG_ADMIN_URL = os.environ.get(
     "JARVIS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -193,7 +193,7 @@ async def run(url: str, samples: int, seed: int) -> None:
     db = Database.from_url(url)
     try:
         await load(db, seed)
-        config = ConfigService(db, cache_size=0, poll_seconds=0)
+        config = config_service(db, cache_size=0, poll_seconds=0)
         rng = random.Random(seed + 1)
         reads = [random_read(rng) for _ in range(samples)]
 

@@ -59,21 +59,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import MemoryBus
 from jarvis.orchestration import service as executions
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.models import ExecutionStep
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
-from jarvis.realtime.bus import MemoryBus
+from jarvis.wiring import config_service
 
 PG_ADMIN_URL = os.environ.get(
     "JARVIS_BENCH_POSTGRES_URL",
@@ -167,7 +167,7 @@ async def jarvis(url: str) -> AsyncIterator[Jarvis]:
     await upgrade(url)
     db = Database.from_url(url)
     bus = MemoryBus()
-    config = ConfigService(db, bus=bus, poll_seconds=0)
+    config = config_service(db, bus=bus, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)

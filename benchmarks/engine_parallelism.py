@@ -24,21 +24,21 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from jarvis.agents.layers import Layer
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.layers import Layer
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import MemoryBus
 from jarvis.orchestration import service as executions
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.models import ExecutionStep
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
-from jarvis.realtime.bus import MemoryBus
+from jarvis.wiring import config_service
 
 TARGET_RATIO = 1.3
 ACTOR = Actor.system("benchmark")
@@ -86,7 +86,7 @@ async def setup(url: str, agents: int, delay_ms: int) -> AsyncIterator[Setup]:
     await upgrade(url)
     db = Database.from_url(url)
     bus = MemoryBus()
-    config = ConfigService(db, bus=bus, poll_seconds=0)
+    config = config_service(db, bus=bus, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)

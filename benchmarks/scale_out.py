@@ -48,17 +48,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
 from jarvis.auth.service import create_api_token, create_user
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.kit.clock import as_utc
 from jarvis.orchestration.models import FINAL_STATUSES, executions_table
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from jarvis.wiring import config_service
 
 PG_ADMIN_URL = os.environ.get(
     "JARVIS_BENCH_POSTGRES_URL",
@@ -107,7 +107,7 @@ async def prepare(url: str, delay_ms: int) -> str:
     """The admin, one echo agent per layer for the admin persona; the admin's API token."""
     db = Database.from_url(url)
     try:
-        config = ConfigService(db, poll_seconds=0)
+        config = config_service(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             await ensure_persona(session, ADMIN_PERSONA, actor=ACTOR, config=config)
             await create_user(

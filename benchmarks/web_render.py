@@ -51,12 +51,11 @@ from pydantic import SecretStr
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.auth.models import User
 from jarvis.auth.service import ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
@@ -66,6 +65,7 @@ from jarvis.kit.clock import utcnow
 from jarvis.main import create_app
 from jarvis.orchestration.models import AgentExecution, Command, ExecutionStep
 from jarvis.settings import Settings
+from jarvis.wiring import config_service
 
 SECRET_KEY = "benchmark-" + "k" * 40
 ADMIN_EMAIL = "admin@jarvis.local"
@@ -102,7 +102,7 @@ async def prepare_database(url: str, agents: int) -> dict[str, str]:
     admin's and the demo underwriter's e-mail and password."""
     await upgrade(url)
     db = Database.from_url(url)
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     try:
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)

@@ -52,9 +52,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
+from jarvis.core.layers import LAYER_ORDER
 from wsserver import ACTOR, free_port, raise_fd_limit, start_server
 from wsserver import prepare_database as seeded_database
 

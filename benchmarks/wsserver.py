@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.service import create_api_token, create_user
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from jarvis.wiring import config_service
 
 ACTOR = Actor.system("benchmark")
 
@@ -76,7 +76,7 @@ async def prepare_database(
     await upgrade(url)
     db = Database.from_url(url)
     try:
-        config = ConfigService(db, poll_seconds=0)
+        config = config_service(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)
             await ensure_persona(session, ADMIN_PERSONA, actor=ACTOR, config=config)

@@ -26,13 +26,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jarvis.auth.grants import ensure_catalogue
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.models import metadata
 from jarvis.db.session import unit_of_work
 from jarvis.main import create_app
+from jarvis.personas.grants import ensure_catalogue
 from jarvis.settings import Settings
 from tests.factories import bearer, create_user, token_for
 

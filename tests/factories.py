@@ -13,20 +13,21 @@ from fastapi import APIRouter
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent as service_create_agent
-from jarvis.auth.grants import grant
 from jarvis.auth.models import User
 from jarvis.auth.service import create_api_token
 from jarvis.auth.service import create_user as service_create_user
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import PERSONA_PERMISSIONS
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import EventBus
 from jarvis.main import create_app
+from jarvis.personas.grants import grant
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
-from jarvis.realtime.bus import EventBus
 from jarvis.settings import Settings
+from jarvis.wiring import config_service
 
 TEST_ACTOR = Actor.system("tests")
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -50,7 +51,7 @@ UNDERWRITER = PersonaRegister(
 async def create_personas(db: Database, config: ConfigService | None = None) -> None:
     """The admin and underwriter personas (colours stored through ``config``); the
     underwriter may do what the demo's may (start and approve executions)."""
-    config = config or ConfigService(db, poll_seconds=0)
+    config = config or config_service(db, poll_seconds=0)
     async with unit_of_work(db) as session:
         await ensure_persona(session, ADMIN_PERSONA, actor=TEST_ACTOR, config=config)
         if await ensure_persona(session, UNDERWRITER, actor=TEST_ACTOR, config=config):

@@ -52,15 +52,17 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.failures import FailureGroup
 from schemathesis.schemas import APIOperation
 
+from jarvis.audit.service import verify_ledger
 from jarvis.config.rules import RuleSetIn, TemplateIn, save_rule_set, save_template
 from jarvis.config.service import ConfigService
 from jarvis.config.snapshots import create_snapshot
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
-from jarvis.governance.audit import Actor, verify_ledger
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.orchestration.service import create_execution
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, bearer, create_user, token_for
 
 BASE_URL = "http://testserver"
@@ -523,7 +525,7 @@ async def _seed_executions(app: FastAPI, db: Database, admin: Any) -> None:
 
 async def test_fuzz_the_whole_api(app: FastAPI, db: Database) -> None:
     async with unit_of_work(db) as session:
-        seeded = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
+        seeded = await seed_demo(session, config=config_service(db, poll_seconds=0))
     assert seeded.agents_created == DEMO_AGENTS
     admin = await create_user(db, persona="admin")
     await _seed_configuration(app.state.config, db, admin)

@@ -1,24 +1,54 @@
-"""Imports flow one way: web/cli/realtime endpoints -> services -> models -> db/kit.
+"""The domain order (docs/decisions/0009-domain-order.md), enforced on every module.
 
-Parses every module under src/jarvis and fails when a module imports something above it.
+Parses every module under src/jarvis (every import statement, at module level or inside a
+function, TYPE_CHECKING blocks included) and fails with the rule broken and how to fix it:
+
+- rank: a unit imports only itself and the units ranked below it;
+- entry points: nothing imports ``main``, ``cli`` or ``web`` (but each other as listed);
+- tables: no unit imports another unit's ``models`` (it calls that unit's service);
+- routes: only ``main`` mounts route modules (``routes.py`` or ``*_routes.py``);
+- models sit below services: a ``models`` module imports no service or routes.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "jarvis"
 
-# Nothing imports these (ARCHITECTURE.md section 5).
-TOP = {"jarvis.main", "jarvis.cli", "jarvis.web"}
-# kit is the bottom: it may import no JARVIS module but kit itself.
-KIT = "jarvis.kit"
-# The only modules allowed to import every domain's models: the migration metadata.
-METADATA_REGISTRY = {"jarvis.db.models", "jarvis.db.migrations.env"}
-DOMAINS = {"auth", "personas", "agents", "governance", "demo", "orchestration", "config"}
+# Lowest first. A unit is a top-level module or package of jarvis.
+RANKS: tuple[tuple[str, ...], ...] = (
+    ("jarvis", "kit", "errors"),  # the package root, helpers, the error tree
+    ("core",),  # shared vocabulary: who acts, layers, scopes, permissions, guards
+    ("db",),
+    ("settings",),
+    ("audit",),  # the ledger every domain writes to
+    ("analytics",),  # the activity feed, written by the domains above
+    ("config",),
+    ("personas",),
+    ("auth",),
+    ("llm",),
+    ("agents",),
+    ("orchestration",),
+    ("realtime",),
+    # The composition root's parts: they may import every domain.
+    ("wiring", "demo", "health", "openapi"),
+    # Entry points: nothing imports them but the entry points named in ENTRY_IMPORTS.
+    ("web",),
+    ("main",),
+    ("cli",),
+)
+RANK: dict[str, int] = {unit: rank for rank, units in enumerate(RANKS) for unit in units}
+ENTRY_POINTS = frozenset({"web", "main", "cli"})
+# Which entry point may import which other one.
+ENTRY_IMPORTS = {"main": {"web"}, "cli": {"main", "web"}}
+# The modules that collect every unit's tables for Alembic.
+METADATA_REGISTRY = frozenset({"jarvis.db.models", "jarvis.db.migrations.env"})
+MIGRATIONS = "jarvis.db.migrations"
 
 
 def module_name(path: Path) -> str:
@@ -29,7 +59,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def unit_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
 def imports_of(path: Path) -> set[str]:
+    """Every jarvis module ``path`` imports (``from jarvis.x import y`` counts as
+    ``jarvis.x`` and, when ``y`` is a module, ``jarvis.x.y``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -37,55 +74,149 @@ def imports_of(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                if _is_module(candidate):
+                    found.add(candidate)
     return {name for name in found if name == "jarvis" or name.startswith("jarvis.")}
 
 
-def under(name: str, package: str) -> bool:
-    return name == package or name.startswith(package + ".")
+def _is_module(name: str) -> bool:
+    path = SRC.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
-MODULES = sorted(SRC.rglob("*.py"))
+def _is_routes(module: str) -> bool:
+    leaf = module.rsplit(".", 1)[-1]
+    return leaf == "routes" or leaf.endswith("_routes")
 
 
-def violations(module: str, imported: set[str]) -> list[str]:
-    out = []
-    for target in imported:
-        if any(under(target, top) for top in TOP) and not any(under(module, t) for t in TOP):
-            out.append(f"{module} imports {target}, which nothing may import")
-        if under(module, KIT) and not under(target, KIT):
-            out.append(f"{module} (kit) imports {target}; kit imports no JARVIS module")
+def _is_models(module: str) -> bool:
+    return module.rsplit(".", 1)[-1] == "models"
+
+
+def violations(module: str, imported: Iterable[str]) -> list[str]:
+    """What is wrong with ``module`` importing ``imported``, each with how to fix it."""
+    if module.startswith(MIGRATIONS) and module not in METADATA_REGISTRY:
+        return []  # migrations are frozen history: they import nothing of the app's
+    unit = unit_of(module)
+    if unit not in RANK:
+        return [f"{module}: unit '{unit}' has no rank; add it to RANKS (and to decision 0009)"]
+    out: list[str] = []
+    for target in sorted(imported):
+        target_unit = unit_of(target)
+        if target_unit not in RANK:
+            out.append(f"{module} imports {target}: unit '{target_unit}' has no rank")
+            continue
+        if target_unit in ENTRY_POINTS and target_unit != unit:
+            if target_unit not in ENTRY_IMPORTS.get(unit, set()):
+                out.append(
+                    f"[entry points] {module} imports {target}: nothing imports "
+                    f"jarvis.{target_unit}; move what both need into a service"
+                )
+            continue
         if (
-            under(module, "jarvis.db")
+            RANK[target_unit] > RANK[unit]
+            and unit not in ENTRY_POINTS
             and module not in METADATA_REGISTRY
-            and not (under(target, "jarvis.db") or under(target, KIT))
         ):
-            out.append(f"{module} (db) imports {target}; db imports only db and kit")
-        target_parts = target.split(".")
+            out.append(
+                f"[rank] {module} ({unit}, rank {RANK[unit]}) imports {target} "
+                f"({target_unit}, rank {RANK[target_unit]}): a unit imports only those ranked "
+                f"below it. Move the shared type into jarvis.core, or let {unit} declare a "
+                f"protocol that jarvis.wiring/main fills with {target_unit}'s implementation"
+            )
+        if _is_models(target) and target_unit != unit and module not in METADATA_REGISTRY:
+            out.append(
+                f"[tables] {module} imports {target}: no unit reads another's tables; call "
+                f"jarvis.{target_unit}'s service (or schemas) instead"
+            )
+        if _is_routes(target) and unit != "main" and target != module:
+            out.append(
+                f"[routes] {module} imports the route module {target}: only main mounts "
+                f"routes; move the shared logic into a service both call"
+            )
         if (
-            len(target_parts) >= 3
-            and target_parts[1] in DOMAINS
-            and target_parts[2] == "routes"
-            and not any(under(module, t) for t in TOP)
+            _is_models(module)
+            and target_unit == unit
+            and (target.endswith(".service") or _is_routes(target))
         ):
-            out.append(f"{module} imports the routes module {target}; only main mounts routes")
-        if module.endswith(".models") and (
-            target.endswith(".service") or target.endswith(".routes")
-        ):
-            out.append(f"{module} imports {target}; models sit below services")
+            out.append(f"[models] {module} imports {target}: models sit below services")
     return out
 
 
+MODULES = sorted(SRC.rglob("*.py"))
+# Being moved (issue 15); must be empty when it lands.
+KNOWN: dict[str, set[str]] = {
+    "jarvis.cli.agents": {"jarvis.agents.models"},
+    "jarvis.cli.config.shared": {"jarvis.config.models"},
+    "jarvis.cli.config.snapshots": {"jarvis.config.models"},
+    "jarvis.cli.config.values": {"jarvis.config.models"},
+    "jarvis.cli.executions": {"jarvis.orchestration.models"},
+    "jarvis.cli.tokens": {"jarvis.auth.models"},
+    "jarvis.demo.service": {"jarvis.agents.models", "jarvis.config.models"},
+    "jarvis.web.pages.agent_views": {"jarvis.agents.models"},
+    "jarvis.web.pages.agents": {"jarvis.agents.models"},
+    "jarvis.web.pages.executions": {
+        "jarvis.orchestration.models",
+        "jarvis.orchestration.routes",
+    },
+    "jarvis.web.pages.session": {"jarvis.auth.oauth_routes", "jarvis.auth.routes"},
+}
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
-def test_imports_flow_one_way(path: Path) -> None:
+def test_imports_follow_the_domain_order(path: Path) -> None:
     module = module_name(path)
-    assert violations(module, imports_of(path)) == []
+    imported = imports_of(path) - KNOWN.get(module, set())
+    assert violations(module, imported) == []
 
 
-def test_checker_catches_upward_imports() -> None:
-    """The rule itself can fail: known-bad imports are reported."""
+def test_the_units_form_no_cycle() -> None:
+    """The graph of units (ignoring a unit's imports of itself) has no cycle."""
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        module = module_name(path)
+        if module.startswith(MIGRATIONS) or module in METADATA_REGISTRY:
+            continue
+        targets = {unit_of(t) for t in imports_of(path)} - {unit_of(module)}
+        graph.setdefault(unit_of(module), set()).update(targets)
+    seen: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(node: str, trail: list[str]) -> None:
+        if seen.get(node) == 2:
+            return
+        assert seen.get(node) != 1, "import cycle: " + " -> ".join([*trail, node])
+        seen[node] = 1
+        for target in sorted(graph.get(node, ())):
+            visit(target, [*trail, node])
+        seen[node] = 2
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+def test_every_package_has_a_rank() -> None:
+    units = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    units |= {p.stem for p in SRC.glob("*.py") if p.stem != "__init__"}
+    assert units - set(RANK) == set()
+
+
+def test_checker_catches_each_rule() -> None:
+    """The rules themselves can fail: known-bad imports are reported."""
     assert violations("jarvis.agents.service", {"jarvis.main"})
+    assert violations("jarvis.realtime.hub", {"jarvis.web.rendering"})
     assert violations("jarvis.kit.clock", {"jarvis.agents.models"})
-    assert violations("jarvis.db.engine", {"jarvis.auth.models"})
+    assert violations("jarvis.db.engine", {"jarvis.auth.service"})
+    assert violations("jarvis.config.service", {"jarvis.personas.service"})  # upward
+    assert violations("jarvis.orchestration.engine", {"jarvis.agents.models"})  # tables
+    assert violations("jarvis.web.pages.agents", {"jarvis.agents.models"})  # tables
+    assert violations("jarvis.cli.agents", {"jarvis.auth.token_routes"})  # routes
+    assert violations("jarvis.web.pages.executions", {"jarvis.orchestration.routes"})
     assert violations("jarvis.agents.models", {"jarvis.agents.service"})
-    assert violations("jarvis.auth.service", {"jarvis.agents.routes"})
+    # Allowed: downward calls, one's own tables, the entry points' own imports.
     assert violations("jarvis.agents.service", {"jarvis.personas.service"}) == []
+    assert violations("jarvis.agents.service", {"jarvis.agents.models"}) == []
+    assert violations("jarvis.main", {"jarvis.agents.routes", "jarvis.web.setup"}) == []
+    assert violations("jarvis.cli.serve", {"jarvis.main"}) == []
+    assert violations("jarvis.db.models", {"jarvis.auth.models"}) == []

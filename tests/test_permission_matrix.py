@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from jarvis.auth.dependencies import RequirePermission, require_auth
-from jarvis.auth.grants import permission_table, set_persona_permissions
-from jarvis.auth.permissions import PERMISSIONS
+from jarvis.core.guards import RequirePermission, require_auth
+from jarvis.core.permissions import PERMISSIONS
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.personas.grants import permission_table, set_persona_permissions
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import register_persona
 from jarvis.web.deps import PagePermission, page_viewer

@@ -31,6 +31,9 @@ class JarvisError(Exception):
     status: int = 500
     title: str = "Internal error"
     slug: str = "internal"
+    # Whether the field errors name fields of the request (HTTP adds their location, see
+    # ``located``); False when they point into a stored document (a snapshot's values).
+    request_fields: bool = True
 
     def __init__(
         self,
@@ -85,7 +88,8 @@ class ValidationFailed(JarvisError):
 
     @classmethod
     def field(cls, loc: Sequence[str | int], msg: str) -> ValidationFailed:
-        """One invalid field, reported in the same shape as request validation."""
+        """One invalid field, reported in the same shape as request validation. Services
+        name the bare field (``["persona"]``); HTTP adds where it was (``located``)."""
         return cls(f"{_format_loc(loc)}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
 
 
@@ -153,6 +157,29 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 ErrorObserver = Callable[[Request, "JarvisError"], Awaitable[None]]
 
 
+# Where a request's inputs come from, as the first member of an error's ``loc``.
+LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+# Requests of these methods carry their inputs in the query string, others in the body.
+QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+def located(errors: Sequence[dict[str, Any]] | None, method: str) -> list[dict[str, Any]] | None:
+    """Field errors as HTTP reports them: services name bare fields (``persona``), so the
+    CLI and workers can word them their own way; the request says where the field was
+    (``["body", "persona"]``, or ``query`` for a GET). A ``loc`` that names its location
+    already is kept."""
+    if not errors:
+        return None
+    where = "query" if method.upper() in QUERY_METHODS else "body"
+    out = []
+    for error in errors:
+        loc = list(error.get("loc") or [])
+        if not loc or loc[0] not in LOCATIONS:
+            loc = [where, *loc]
+        out.append({**error, "loc": loc})
+    return out
+
+
 async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JarvisError)  # noqa: S101 - registered for this type only
     observer: ErrorObserver | None = getattr(request.app.state, "error_observer", None)
@@ -166,7 +193,7 @@ async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse
         exc.title,
         exc.detail,
         slug=exc.slug,
-        errors=exc.errors,
+        errors=located(exc.errors, request.method) if exc.request_fields else exc.errors,
         headers=exc.headers,
         instance=request.url.path,
         extra=exc.extra,

@@ -14,10 +14,10 @@ from jarvis.agents.kind_routes import router as agent_kinds_router
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.analytics.routes import router as activities_router
+from jarvis.audit.routes import router as audit_router
 from jarvis.auth.credentials import Credentials
 from jarvis.auth.denials import record_refusal
-from jarvis.auth.dependencies import request_guard
-from jarvis.auth.grants import ensure_catalogue
+from jarvis.auth.dependencies import request_guard, resolve_principal
 from jarvis.auth.oauth_routes import router as oauth_router
 from jarvis.auth.routes import router as auth_router
 from jarvis.auth.session_routes import router as sessions_router
@@ -33,9 +33,9 @@ from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import install_error_handlers
-from jarvis.governance.routes import router as audit_router
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
+from jarvis.kit.bus import EventBus, create_bus
 from jarvis.kit.headers import docs_csp, install_security_headers
 from jarvis.kit.logging import configure_logging
 from jarvis.kit.ratelimit import RateLimiter
@@ -44,12 +44,14 @@ from jarvis.openapi import problem_openapi
 from jarvis.orchestration.dispatcher import Dispatcher, InProcessDispatcher, TaskiqDispatcher
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.routes import router as executions_router
+from jarvis.personas.grants import ensure_catalogue
 from jarvis.personas.routes import router as personas_router
-from jarvis.realtime.bus import EventBus, create_bus
 from jarvis.realtime.hub import RealtimeHub
+from jarvis.realtime.routes import router as events_router
 from jarvis.realtime.ws import router as realtime_router
 from jarvis.settings import Settings, get_settings
 from jarvis.web.setup import install_web
+from jarvis.wiring import config_service
 
 
 def create_dispatcher(
@@ -90,7 +92,7 @@ def create_app(
     owns_db = database is None
     event_bus = bus if bus is not None else create_bus(settings.redis_url)
     owns_bus = bus is None
-    config = ConfigService(
+    config = config_service(
         db,
         bus=event_bus,
         cache_size=settings.config_cache_size,
@@ -163,6 +165,8 @@ def create_app(
     app.state.settings = settings
     app.state.secret_key = secret_key
     app.state.credentials = credentials
+    # Who sent a request, for the route guards of every domain (jarvis.core.guards).
+    app.state.identity = resolve_principal
     app.state.rate_limiter = rate_limiter
     # Every refusal (403) is audited, after the request's transaction has ended.
     app.state.error_observer = record_refusal
@@ -190,6 +194,7 @@ def create_app(
         snapshots_router,
         rules_router,
         executions_router,
+        events_router,
         activities_router,
         realtime_router,
     ):

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from pydantic.alias_generators import to_camel
 from sqlalchemy import func, select
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent as service_create_agent
 from jarvis.agents.service import delete_agent as service_delete_agent
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from tests.factories import TEST_ACTOR, create_agent, create_personas

@@ -8,18 +8,18 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.agents.service import delete_agent
 from jarvis.auth.models import User, UserProfile
 from jarvis.config.models import BusinessRule, Template
 from jarvis.config.rules import RuleSetIn, get_rule_set, get_template, save_rule_set
-from jarvis.config.service import ConfigService
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import AGENTS, PERSONAS, RULE_SETS, TEMPLATES, USERS
 from jarvis.demo.service import DemoResult, seed_demo
 from jarvis.personas.models import RolePersona
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_agent
 
 LAYERS = [layer.value for layer in LAYER_ORDER]
@@ -28,7 +28,7 @@ LAYERS = [layer.value for layer in LAYER_ORDER]
 async def run_seed(db: Database, *, only_if_empty: bool = False) -> DemoResult:
     async with unit_of_work(db) as session:
         return await seed_demo(
-            session, config=ConfigService(db, poll_seconds=0), only_if_empty=only_if_empty
+            session, config=config_service(db, poll_seconds=0), only_if_empty=only_if_empty
         )
 
 

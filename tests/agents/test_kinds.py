@@ -36,11 +36,11 @@ from jarvis.agents.kinds.base import (
 from jarvis.agents.kinds.http import MAX_BODY_BYTES, host_allowed
 from jarvis.agents.kinds.registry import available_kinds, get_kind, validate_agent_config
 from jarvis.config.rules import RuleSetIn, TemplateIn, save_rule_set, save_template
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.kit.clock import utcnow
 from jarvis.llm.base import (
     Classification,
@@ -55,6 +55,8 @@ from jarvis.llm.base import (
 )
 from jarvis.llm.rules import RulesProvider
 from jarvis.orchestration.models import AgentExecution
+from jarvis.orchestration.stats import ExecutionsSeen
+from jarvis.wiring import config_service
 from tests.factories import create_agent, create_personas
 
 ACTOR = Actor.system("tests")
@@ -111,7 +113,13 @@ class Runner:
         async def llm(scope: Scope) -> tuple[LLMProvider, str]:
             return self.provider, "rules-model"
 
-        services = KindServices(db=self.db, config=self.config, llm=llm, http=self.http)
+        services = KindServices(
+            db=self.db,
+            config=self.config,
+            llm=llm,
+            http=self.http,
+            executions=ExecutionsSeen(self.db),
+        )
         context = {
             "executionId": "exec-1",
             "command": command,
@@ -148,7 +156,7 @@ class Runner:
 @pytest.fixture
 async def runner(db: Database) -> AsyncIterator[Runner]:
     async with httpx.AsyncClient(follow_redirects=False) as http:
-        yield Runner(db=db, config=ConfigService(db, poll_seconds=0), http=http)
+        yield Runner(db=db, config=config_service(db, poll_seconds=0), http=http)
 
 
 @pytest.fixture
@@ -158,7 +166,7 @@ async def offline_runner(tmp_path: Path) -> AsyncIterator[Runner]:
     db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
     try:
         async with httpx.AsyncClient(follow_redirects=False) as http:
-            yield Runner(db=db, config=ConfigService(db, poll_seconds=0), http=http)
+            yield Runner(db=db, config=config_service(db, poll_seconds=0), http=http)
     finally:
         await db.dispose()
 

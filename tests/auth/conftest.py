@@ -14,10 +14,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.oauth_routes import router as oauth_router
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from jarvis.main import create_app
 from jarvis.settings import Settings
 from tests.auth.oauth_provider import (

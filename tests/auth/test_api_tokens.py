@@ -17,15 +17,15 @@ import pytest
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from jarvis.auth.grants import ensure_catalogue, set_persona_permissions
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import ApiToken, User
 from jarvis.cli.app import cli
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import sha256_hex
+from jarvis.personas.grants import ensure_catalogue, set_persona_permissions
 from jarvis.settings import get_settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import TEST_ACTOR, bearer, create_user, token_for

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth import cookies
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user, token_for
 
 AGENT = {"name": "CSRF probe", "layer": "System", "persona": "admin"}

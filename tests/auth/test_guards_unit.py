@@ -8,8 +8,8 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from jarvis.auth.dependencies import Authenticated
-from jarvis.auth.dependencies import UsersAdmin as Admin
+from jarvis.core.guards import Authenticated
+from jarvis.core.guards import UsersAdmin as Admin
 from jarvis.db.engine import Database
 from jarvis.settings import Settings
 from tests.factories import app_client, bearer, create_user, login, token_for

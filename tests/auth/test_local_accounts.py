@@ -9,13 +9,13 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import User, UserSession
 from jarvis.auth.passwords import password_problems
 from jarvis.auth.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import ValidationFailed
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import keyed_digest
 from tests.conftest import TEST_SECRET_KEY
@@ -221,9 +221,9 @@ async def test_password_change_checks_the_current_password_and_the_policy(
     )
 
     assert wrong.status_code == 422
-    assert wrong.json()["errors"][0]["loc"] == ["currentPassword"]
+    assert wrong.json()["errors"][0]["loc"] == ["body", "currentPassword"]
     assert weak.status_code == 422
-    assert weak.json()["errors"][0]["loc"] == ["newPassword"]
+    assert weak.json()["errors"][0]["loc"] == ["body", "newPassword"]
     assert (await client.get("/api/user")).status_code == 200  # nothing was ended
 
 

@@ -11,12 +11,12 @@ import pytest
 import structlog
 from sqlalchemy import select, update
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.cookies import csrf_token_for
 from jarvis.auth.models import User, UserSession
 from jarvis.auth.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import keyed_digest
 from jarvis.main import create_app

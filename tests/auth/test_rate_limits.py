@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from jarvis.config.scope import GLOBAL, Scope
+from jarvis.core.identity import Actor
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.main import create_app
 from jarvis.settings import Settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_agent, create_user, token_for

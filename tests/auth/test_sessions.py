@@ -13,15 +13,15 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.cookies import CSRF_COOKIE, SESSION_COOKIE
-from jarvis.auth.grants import ensure_catalogue
 from jarvis.auth.models import OAuthLoginState, User, UserSession
 from jarvis.auth.sessions import SessionSweeper, delete_expired_sessions
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import sha256_hex
+from jarvis.personas.grants import ensure_catalogue
 from tests.factories import bearer, create_user, login, token_for
 
 PROBLEM = "application/problem+json"

@@ -8,12 +8,12 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import ApiToken, User
 from jarvis.auth.service import API_TOKEN_PREFIX, create_api_token
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Conflict, NotFound, ValidationFailed
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import sha256_hex
 from tests.factories import TEST_ACTOR, bearer, create_user, login, token_for

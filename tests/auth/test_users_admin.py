@@ -11,13 +11,13 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from jarvis.auth.grants import set_persona_permissions
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import User, UserSession
-from jarvis.auth.permissions import PERMISSIONS
+from jarvis.core.permissions import PERMISSIONS
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
+from jarvis.personas.grants import set_persona_permissions
 from tests.factories import TEST_ACTOR, bearer, create_user, login, token_for
 
 PROBLEM = "application/problem+json"

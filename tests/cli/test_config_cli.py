@@ -22,12 +22,12 @@ from typer.testing import CliRunner, Result
 
 from jarvis.cli.app import cli
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.scope import GLOBAL, Scope
-from jarvis.config.service import ConfigService
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow
 from jarvis.settings import get_settings
+from jarvis.wiring import config_service
 from tests.conftest import TEST_SECRET_KEY, _empty_postgres
 from tests.factories import TEST_ACTOR, create_agent, create_personas, create_user
 
@@ -133,7 +133,7 @@ def resolve_now(url: str, key: str, scope: Scope = GLOBAL) -> Any:
     async def read() -> Any:
         db = Database.from_url(url)
         try:
-            return await ConfigService(db, poll_seconds=0).get(key, scope)
+            return await config_service(db, poll_seconds=0).get(key, scope)
         finally:
             await db.dispose()
 
@@ -180,7 +180,7 @@ def register_secret_key(url: str) -> None:
         db = Database.from_url(url)
         try:
             async with unit_of_work(db) as session:
-                await ConfigService(db, poll_seconds=0).register_key(
+                await config_service(db, poll_seconds=0).register_key(
                     session,
                     key=SECRET_KEY_NAME,
                     description="An API key",

@@ -29,11 +29,11 @@ import jarvis.cli.run as run_module
 from jarvis.auth import passwords
 from jarvis.cli.app import cli
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
 from jarvis.settings import get_settings
+from jarvis.wiring import config_service
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import create_agent
 
@@ -45,7 +45,7 @@ SUBMISSION = "Review the new submission from Acme Logistics"
 async def _seed(path: Path) -> None:
     db = Database.from_url(f"sqlite+aiosqlite:///{path}")
     try:
-        config = ConfigService(db, poll_seconds=0)
+        config = config_service(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             await ensure_builtin_registry(session)
         async with unit_of_work(db) as session:

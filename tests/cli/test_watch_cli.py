@@ -26,9 +26,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import jarvis.cli.executions as executions_module
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.cli.app import cli
 from jarvis.cli.executions import websocket_url
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.settings import Settings
 from tests.realtime.conftest import Live, eventually, live_app

@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from jarvis.audit.models import AuditTrail
 from jarvis.config.models import ConfigChangeLog, ConfigChangeRequest, ConfigValue
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService, SetOutcome
+from jarvis.core.identity import Actor
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from jarvis.governance.audit import Actor
-from jarvis.governance.models import AuditTrail
+from jarvis.kit.bus import CapturingBus
 from jarvis.kit.clock import utcnow
-from jarvis.realtime.bus import CapturingBus
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_user
 
 KEY = "llm.provider"  # "rules" | "openai"; default "rules"; requires approval
@@ -46,7 +47,7 @@ def actor_of(user: Any) -> Actor:
 @pytest.fixture
 async def world(db: Database) -> World:
     bus = CapturingBus()
-    config = ConfigService(db, bus=bus, poll_seconds=0)
+    config = config_service(db, bus=bus, poll_seconds=0)
     alice, bob, carol = [actor_of(await create_user(db, persona="admin")) for _ in range(3)]
     bus.published.clear()
     async with unit_of_work(db, write=False) as session:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jarvis.config.scope import Scope
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from tests.config.api import API, set_setting
 from tests.factories import DEFAULT_PASSWORD, create_agent, create_user

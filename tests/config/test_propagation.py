@@ -19,13 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import CONFIG_CHANNEL, ConfigService
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import GAP, CapturingBus, EventBus, MemoryBus, RedisBus
 from jarvis.main import create_app
-from jarvis.realtime.bus import GAP, CapturingBus, EventBus, MemoryBus, RedisBus
 from jarvis.settings import Settings
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_personas
 from tests.realtime.test_bus import kill_subscriber_connections, with_client_name
 
@@ -117,7 +118,7 @@ class Spy:
 async def started(
     db: Database, bus: EventBus, *, poll_seconds: float = 0
 ) -> AsyncIterator[ConfigService]:
-    config = ConfigService(db, bus=bus, poll_seconds=poll_seconds)
+    config = config_service(db, bus=bus, poll_seconds=poll_seconds)
     await config.start()
     try:
         yield config

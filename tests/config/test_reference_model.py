@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.config import resolver
 from jarvis.config.models import ConfigValue
-from jarvis.config.scope import Scope
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 

@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import func, select
 
 from jarvis.config.models import ConfigChangeLog, ConfigValue
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import CapturingBus
 from jarvis.kit.clock import utcnow
-from jarvis.realtime.bus import CapturingBus
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_agent, create_personas
 
 KEY = "agent.timeout_seconds"  # every scope allowed; default 30
@@ -39,7 +40,7 @@ class World:
 @pytest.fixture
 async def world(db: Database) -> World:
     bus = CapturingBus()
-    config = ConfigService(db, bus=bus, poll_seconds=0)
+    config = config_service(db, bus=bus, poll_seconds=0)
     await create_personas(db)
     agent = (await create_agent(db)).id
     other_agent = (await create_agent(db)).id

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from jarvis.audit.models import AuditTrail
+from jarvis.audit.service import verify_ledger
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import verify_ledger
-from jarvis.governance.models import AuditTrail
 from tests.factories import bearer, create_user, token_for
 from tests.problems import assert_problem
 

@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from jarvis.audit.models import AuditTrail
 from jarvis.config.models import ConfigChangeLog, ConfigRegistry, ConfigValue
 from jarvis.config.registry import RegistryChanges
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService, SetOutcome
+from jarvis.core.identity import Actor
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from jarvis.governance.audit import Actor
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import utcnow
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_agent, create_personas
 
 KEY = "agent.timeout_seconds"  # every scope; number in (0, 3600]; default 30
@@ -41,7 +42,7 @@ class World:
 
 @pytest.fixture
 async def world(db: Database) -> World:
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     await create_personas(db)
     agent = (await create_agent(db)).id
     return World(db, config, agent)
@@ -574,7 +575,7 @@ def postgres_only(backend: str) -> None:
 
 async def concurrent_set(db: Database, value: Any, scope: Scope) -> SetOutcome:
     # One service per writer, as if every writer were its own app instance.
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     async with unit_of_work(db) as session:
         return await config.set_value(session, KEY, value, scope, actor=TEST_ACTOR)
 
@@ -642,7 +643,7 @@ async def test_deactivating_one_version_twice_at_once_succeeds_once(world: World
     await put(world, 20)
 
     async def attempt() -> SetOutcome:
-        config = ConfigService(world.db, poll_seconds=0)
+        config = config_service(world.db, poll_seconds=0)
         async with unit_of_work(world.db) as session:
             return await config.deactivate(session, KEY, GLOBAL, 2, actor=TEST_ACTOR)
 

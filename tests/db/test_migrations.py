@@ -14,11 +14,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database, create_engine
 from jarvis.db.migrate import downgrade, head_revision, schema_state, upgrade
 from jarvis.db.models import metadata
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.main import SchemaNotAtHead, create_app
 from jarvis.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, create_pg_database, drop_pg_database, worker_suffix

@@ -12,16 +12,16 @@ from sqlalchemy.orm import selectinload
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
+from jarvis.audit.models import GENESIS_HASH, AuditTrail
+from jarvis.audit.service import record_audit, verify_ledger
 from jarvis.auth.models import User
-from jarvis.config.service import ConfigService
 from jarvis.db.base import Base
 from jarvis.db.engine import Database
 from jarvis.db.session import DbSession, unit_of_work
 from jarvis.errors import Conflict
-from jarvis.governance.audit import record_audit, verify_ledger
-from jarvis.governance.models import GENESIS_HASH, AuditTrail
 from jarvis.personas.models import RolePersona
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_personas, create_user
 
 
@@ -64,7 +64,7 @@ async def test_unit_of_work_rolls_back_everything_on_error(db: Database) -> None
     with pytest.raises(Boom):
         async with unit_of_work(db) as session:
             await ensure_persona(
-                session, ADMIN_PERSONA, actor=TEST_ACTOR, config=ConfigService(db, poll_seconds=0)
+                session, ADMIN_PERSONA, actor=TEST_ACTOR, config=config_service(db, poll_seconds=0)
             )
             await create_agent(session, _agent(), actor=TEST_ACTOR)
             await record_audit(

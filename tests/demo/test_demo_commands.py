@@ -22,19 +22,19 @@ from jarvis.agents.kinds.base import agent_handle
 from jarvis.agents.kinds.registry import validate_agent_config
 from jarvis.auth import passwords
 from jarvis.config.rules import RuleTable
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import AGENTS, RULE_SETS, TEMPLATES
 from jarvis.demo.service import seed_demo
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import CapturingBus
 from jarvis.kit.templating import compile_template
 from jarvis.orchestration import service
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.events import EVENTS_CHANNEL
 from jarvis.orchestration.models import AgentExecution, ExecutionStep
 from jarvis.orchestration.schemas import Decision, ExecutionCreate
-from jarvis.realtime.bus import CapturingBus
+from jarvis.wiring import config_service
 
 ACTOR = Actor.system("tests")
 
@@ -255,7 +255,7 @@ async def demo(db: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[D
     monkeypatch.setattr(
         passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     )
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     async with unit_of_work(db) as session:
         await seed_demo(session, config=config)
     bus = CapturingBus()

@@ -39,11 +39,11 @@ import pytest_asyncio
 
 from jarvis.auth.service import ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
+from jarvis.wiring import config_service
 from tests.conftest import IN_CI, TEST_SECRET_KEY, _skipped_suites
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ async def _prepare_database(url: str, *, demo: bool) -> dict[str, str]:
             await ensure_builtin_registry(session)
         if not demo:
             return {}
-        config = ConfigService(db, poll_seconds=0)
+        config = config_service(db, poll_seconds=0)
         async with unit_of_work(db) as session:
             result = await seed_demo(session, config=config)
             # The first admin, as `jarvis seed demo` adds it (password generated).

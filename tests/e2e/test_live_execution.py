@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jarvis.agents.layers import LAYER_ORDER
+from jarvis.core.layers import LAYER_ORDER
 from tests.e2e.conftest import (
     ADMIN_EMAIL,
     PHONE,

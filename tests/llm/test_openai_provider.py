@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 
 from jarvis.config.registry import RegistryChanges
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.llm.base import FieldSpec, GenerationRequest, LabelSpec, ProviderError
 from jarvis.llm.openai_provider import OpenAIProvider
 from jarvis.llm.providers import Providers
 from jarvis.settings import Settings
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_agent, create_user
 from tests.llm.fake_openai import FakeOpenAI
 
@@ -542,7 +543,7 @@ class FourEyes:
 async def test_providers_resolve_per_agent_and_persona(
     db: Database, fake_openai: FakeOpenAI
 ) -> None:
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     admins = FourEyes(db, config)
     ollama, offline = (await create_agent(db)).id, (await create_agent(db)).id
     providers = Providers(api_key=KEY)
@@ -577,7 +578,7 @@ async def test_providers_resolve_per_agent_and_persona(
 async def test_provider_instances_are_shared_per_endpoint_and_timeout(
     db: Database, fake_openai: FakeOpenAI
 ) -> None:
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     admins = FourEyes(db, config)
     first, second = (await create_agent(db)).id, (await create_agent(db)).id
     await admins.set("llm.provider", "openai", GLOBAL)
@@ -616,7 +617,7 @@ async def test_providers_from_settings_send_the_environment_key(fake_openai: Fak
 
 
 async def test_an_unknown_provider_name_fails_clearly(db: Database) -> None:
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     # An admin widened the key's schema (applied directly: the test is about the lookup).
     async with unit_of_work(db) as session:
         await config.update_key(

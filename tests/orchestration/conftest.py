@@ -22,13 +22,13 @@ from fastapi import FastAPI
 from jarvis.agents.models import Agent
 from jarvis.auth.models import User
 from jarvis.auth.service import create_user as service_create_user
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import GAP, Subscription
 from jarvis.orchestration.dispatcher import InProcessDispatcher
 from jarvis.orchestration.events import EVENTS_CHANNEL
-from jarvis.realtime.bus import GAP, Subscription
 from tests.factories import TEST_ACTOR, bearer, create_agent, create_personas, token_for
 
 WAIT = 60.0  # a hang guard, not a timing assertion

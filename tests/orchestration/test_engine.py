@@ -21,19 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent
 from jarvis.config.rules import TemplateIn, save_template
-from jarvis.config.scope import Scope
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import GAP, CapturingBus, MemoryBus, Message
 from jarvis.main import create_app
 from jarvis.orchestration.events import CONTROL_CHANNEL, EVENT_TYPES, EVENTS_CHANNEL
 from jarvis.orchestration.models import AgentExecution, ExecutionEvent
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.orchestration.service import create_execution
-from jarvis.realtime.bus import GAP, CapturingBus, MemoryBus, Message
 from jarvis.settings import Settings
 from tests.factories import TEST_ACTOR
 from tests.orchestration.conftest import (

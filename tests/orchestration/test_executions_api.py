@@ -14,17 +14,17 @@ import httpx
 from sqlalchemy import select
 
 from jarvis.analytics.models import Activity
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import User
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
-from jarvis.governance.models import AuditTrail
+from jarvis.kit.bus import MemoryBus, Message
 from jarvis.main import create_app
 from jarvis.orchestration.events import EVENTS_CHANNEL
 from jarvis.orchestration.models import Command
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.orchestration.service import create_execution
-from jarvis.realtime.bus import MemoryBus, Message
 from jarvis.settings import Settings
 from tests.orchestration.conftest import WAIT, World, make_world, names_of, step, types_of
 from tests.problems import assert_problem

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from jarvis.config.scope import Scope
+from jarvis.core.identity import Actor
+from jarvis.core.scope import Scope
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.llm.fake_openai import FakeOpenAI, running_fake_openai

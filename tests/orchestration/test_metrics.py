@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jarvis.config.scope import Scope
+from jarvis.core.scope import Scope
 from jarvis.orchestration.metrics import AGENTS_PER_QUERY, sla_status, update_metrics
 from tests.orchestration.conftest import World, step
 

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy import bindparam, insert, select, update
 
 from jarvis.db.engine import Database
+from jarvis.kit.bus import CapturingBus
 from jarvis.kit.clock import utcnow
 from jarvis.orchestration.models import events_table, executions_table, steps_table
 from jarvis.orchestration.recorder import Emit, InsertRows, Recorder, RowChange
-from jarvis.realtime.bus import CapturingBus
 from tests.factories import create_personas
 
 STEP_INSERT = insert(steps_table).returning(

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jarvis.agents.kinds.base import AgentSpec, agent_handle
-from jarvis.agents.layers import LAYER_ORDER
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.orchestration.selection import (
     apply_plan,
     candidates_by_layer,

@@ -25,9 +25,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from jarvis.db.engine import Database
+from jarvis.kit.bus import EventBus, MemoryBus, RedisBus
 from jarvis.main import create_app
-from jarvis.realtime.bus import EventBus, MemoryBus, RedisBus
-from jarvis.realtime.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
 from jarvis.realtime.ws import UVICORN_WS_OPTIONS, WS_PATH
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world

@@ -49,7 +49,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from jarvis.db.engine import Database
-from jarvis.realtime.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
 from jarvis.realtime.ws import WS_PATH
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import bearer, create_personas, token_for

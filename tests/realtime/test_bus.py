@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from jarvis.realtime import bus as bus_module
-from jarvis.realtime.bus import (
+from jarvis.kit import bus as bus_module
+from jarvis.kit.bus import (
     GAP,
     CapturingBus,
     EventBus,

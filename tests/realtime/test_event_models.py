@@ -1,4 +1,4 @@
-"""The typed events (``jarvis.realtime.events``) match what the engine really stores.
+"""The typed events (``jarvis.orchestration.events``) match what the engine really stores.
 
 The engine builds events as plain dicts; this test runs the demo's commands and a few
 more executions that end every way there is (retried, failed, cancelled, rejected,
@@ -19,19 +19,19 @@ from sqlalchemy import select
 from jarvis.auth import passwords
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
-from jarvis.orchestration.events import EVENT_TYPES
-from jarvis.orchestration.models import ExecutionEvent
-from jarvis.orchestration.schemas import ExecutionCreate
-from jarvis.orchestration.service import create_execution
-from jarvis.realtime.events import (
+from jarvis.orchestration.events import (
     EVENT_MODELS,
+    EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
     AwaitingApproval,
     EventModel,
-    SubscribeExecution,
     is_terminal,
     parse_event,
 )
+from jarvis.orchestration.models import ExecutionEvent
+from jarvis.orchestration.schemas import ExecutionCreate
+from jarvis.orchestration.service import create_execution
+from jarvis.realtime.protocol import SubscribeExecution
 from jarvis.realtime.ws import BadClientMessage, parse_client_message
 from tests.factories import TEST_ACTOR
 from tests.orchestration.conftest import World

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from jarvis.db.engine import Database
-from jarvis.realtime.bus import RedisBus
+from jarvis.kit.bus import RedisBus
 from jarvis.settings import Settings
 from tests.factories import app_client
 

@@ -23,12 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import GAP, MemoryBus, Message, RedisBus
 from jarvis.orchestration import service
-from jarvis.orchestration.events import EVENTS_CHANNEL, event
+from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES, event
 from jarvis.orchestration.recorder import append_events
 from jarvis.realtime import hub as hub_module
-from jarvis.realtime.bus import GAP, MemoryBus, Message, RedisBus
-from jarvis.realtime.events import TERMINAL_EVENT_TYPES
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from jarvis.realtime.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
 from tests import conftest as suite
 from tests.factories import bearer
 from tests.realtime.processes import Api, ApiClient, Cluster, Crew, Listener, Process, make_crew

@@ -21,9 +21,9 @@ from websockets.asyncio.client import connect
 from jarvis.auth.dependencies import SESSION_COOKIE
 from jarvis.db.engine import Database
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration.events import EVENTS_CHANNEL
-from jarvis.realtime.events import MAX_CLIENT_MESSAGE_BYTES, TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES
 from jarvis.realtime.hub import RealtimeHub
+from jarvis.realtime.protocol import MAX_CLIENT_MESSAGE_BYTES
 from jarvis.settings import Settings
 from tests.factories import create_user, login, token_for
 from tests.realtime.conftest import (

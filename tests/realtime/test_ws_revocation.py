@@ -13,14 +13,14 @@ import httpx
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
+from jarvis.audit.models import AuditTrail
 from jarvis.auth.cookies import SESSION_COOKIE
 from jarvis.auth.models import ApiToken, User, UserSession
 from jarvis.auth.revocation import AUTH_CHANNEL, revoked_message
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.models import AuditTrail
+from jarvis.kit.bus import RedisBus
 from jarvis.kit.clock import utcnow
-from jarvis.realtime.bus import RedisBus
 from jarvis.settings import Settings
 from tests.factories import bearer, create_user, login, token_for
 from tests.realtime.conftest import Live, Socket, live_app

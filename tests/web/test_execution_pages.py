@@ -12,18 +12,18 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.auth.models import User
-from jarvis.config.scope import GLOBAL
-from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER
+from jarvis.core.scope import GLOBAL
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor
 from jarvis.orchestration import service
 from jarvis.orchestration.models import AgentExecution
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import ensure_persona
+from jarvis.wiring import config_service
 from tests.factories import TEST_ACTOR, create_agent, create_user, grant_permissions
 from tests.web.conftest import Browser
 
@@ -252,7 +252,7 @@ async def test_deciding_needs_the_approve_permission(browser: Browser, db: Datab
                 ),
             ),
             actor=TEST_ACTOR,
-            config=ConfigService(db, poll_seconds=0),
+            config=config_service(db, poll_seconds=0),
         )
     await grant_permissions(db, "observer", "executions:create")
     user = await browser.sign_in(db, "observer")

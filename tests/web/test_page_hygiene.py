@@ -15,10 +15,10 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
+from jarvis.wiring import config_service
 from tests.factories import create_agent
 from tests.web.conftest import Browser
 
@@ -98,7 +98,7 @@ class PageAudit(HTMLParser):
 
 async def _seed(db: Database, browser: Browser) -> dict[str, str]:
     async with unit_of_work(db) as session:
-        await seed_demo(session, config=ConfigService(db, poll_seconds=0))
+        await seed_demo(session, config=config_service(db, poll_seconds=0))
     agent = await create_agent(db, name=HOSTILE_NAME, description=HOSTILE_NAME)
     started = await browser.client.post(
         "/api/agent-executions",

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jarvis.config.builtin import DEFAULT_COLOURS
-from jarvis.config.scope import Scope
-from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import PERSONAS
@@ -27,6 +26,7 @@ from jarvis.web.theme import (
     scheme_version,
     theme_css,
 )
+from jarvis.wiring import config_service
 from tests.factories import create_personas
 from tests.web.conftest import Browser
 
@@ -70,7 +70,7 @@ def test_configured_demo_schemes_reach_aa_in_both_modes() -> None:
 async def test_every_stored_persona_scheme_reaches_aa(db: Database) -> None:
     """Computed from what the ConfigService serves for each registered persona."""
     await create_personas(db)
-    config = ConfigService(db, poll_seconds=0)
+    config = config_service(db, poll_seconds=0)
     async with unit_of_work(db, write=False) as session:
         personas, total = await list_personas(session, limit=100, offset=0)
     assert total >= 2

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jarvis.agents.layers import LAYER_ORDER
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.base import Base
 from jarvis.db.mixins import Timestamps
 from jarvis.kit.clock import utcnow

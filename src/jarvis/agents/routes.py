@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from jarvis.agents import service
-from jarvis.agents.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.schemas import (
     AgentCreate,
@@ -17,7 +16,8 @@ from jarvis.agents.schemas import (
     GovernanceStatus,
     LayerOut,
 )
-from jarvis.auth.dependencies import AgentsWriter
+from jarvis.core.guards import AgentsWriter
+from jarvis.core.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
 from jarvis.db.session import DbSession, get_database, unit_of_work
 from jarvis.errors import BadRequest
 from jarvis.kit.schema import Limit, Offset, Page

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_serializer, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from jarvis.agents.layers import Layer
+from jarvis.core.layers import Layer
 from jarvis.kit.schema import ApiInput, ApiModel
 from jarvis.personas.schemas import PersonaKey
 

@@ -26,14 +26,15 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.kinds.registry import validate_agent_config
-from jarvis.agents.layers import LAYER_ORDER, Layer
 from jarvis.agents.listing import AgentPageCache, mark_registry_changed, registry_generation
 from jarvis.agents.models import Agent, AgentVersion
 from jarvis.agents.schemas import AgentCreate, AgentMetrics, AgentOut, AgentUpdate
+from jarvis.audit.queries import first_actor
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER, Layer
 from jarvis.db.session import after_commit
 from jarvis.errors import Conflict, NotFound, PreconditionFailed
-from jarvis.governance.audit import Actor, record_audit
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.schema import Page
 from jarvis.personas.service import require_persona
 
@@ -152,6 +153,10 @@ async def agent_page_json(
     if cache is not None:
         cache.put(page_key(flt, limit=limit, offset=offset), generation, body)
     return body
+
+
+async def agent_exists(session: AsyncSession, agent_id: int) -> bool:
+    return await session.scalar(select(Agent.id).where(Agent.id == agent_id)) is not None
 
 
 async def get_agent(session: AsyncSession, agent_id: int, *, for_update: bool = False) -> Agent:
@@ -441,14 +446,6 @@ async def business_functions(session: AsyncSession, *, limit: int = 100) -> list
 
 async def created_by(session: AsyncSession, agent_id: int) -> str | None:
     """Who created the agent, from its audit entry (None when the ledger has none)."""
-    actor: str | None = await session.scalar(
-        select(AuditTrail.actor)
-        .where(
-            AuditTrail.entity_type == "agent",
-            AuditTrail.entity_id == str(agent_id),
-            AuditTrail.action == "agent.create",
-        )
-        .order_by(AuditTrail.id)
-        .limit(1)
+    return await first_actor(
+        session, action="agent.create", entity_type="agent", entity_id=str(agent_id)
     )
-    return actor

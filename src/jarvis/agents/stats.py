@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
 from jarvis.agents.models import Agent
+from jarvis.core.layers import LAYER_DESCRIPTIONS, LAYER_ORDER, Layer
 
 
 @dataclass(frozen=True)

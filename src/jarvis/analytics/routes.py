@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from jarvis.analytics.service import list_activities
-from jarvis.auth.dependencies import Authenticated
+from jarvis.core.guards import Authenticated
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import MAX_PAGE_SIZE, ApiModel, Page
 

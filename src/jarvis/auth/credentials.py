@@ -21,12 +21,13 @@ from sqlalchemy import or_, update
 
 from jarvis.auth.models import ApiToken
 from jarvis.auth.revocation import AUTH_CHANNEL, PERMISSIONS_CHANGED, affects
-from jarvis.auth.service import Principal, principal_from_session, principal_from_token
+from jarvis.auth.service import principal_from_session, principal_from_token
+from jarvis.core.identity import Principal
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import GAP, EventBus
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import keyed_digest, sha256_hex
-from jarvis.realtime.bus import GAP, EventBus
 
 log = structlog.get_logger(__name__)
 

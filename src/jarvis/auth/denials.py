@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from jarvis.auth.service import Principal
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor, Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
-from jarvis.governance.audit import Actor, record_audit
 
 FORBIDDEN_ACTION = "auth.forbidden"
 

@@ -3,25 +3,23 @@
 A caller authenticates with ``Authorization: Bearer <token>`` or the session cookie.
 ``request_guard`` runs before every HTTP route (an application-wide dependency): it resolves
 the caller once, checks the CSRF token of unsafe requests authenticated by the cookie and
-counts the request against the caller's rate limit. Routes then declare what they need:
-``Authenticated`` (any signed-in caller, 401 otherwise) or ``Permitted(<permission>)``
-(403 when the caller's persona lacks it, or their token's scopes do).
+counts the request against the caller's rate limit. Routes then declare what they
+need with the guards of ``jarvis.core.guards`` (``Authenticated``, ``AgentsWriter``, ...),
+which read the caller this module resolved (``create_app`` installs ``resolve_principal``
+as the application's identity resolver).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from jarvis.auth import permissions as perm
 from jarvis.auth.cookies import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_matches
 from jarvis.auth.credentials import Credentials
-from jarvis.auth.permissions import PERMISSIONS
-from jarvis.auth.service import Principal
-from jarvis.config.scope import GLOBAL, Scope
+from jarvis.core.identity import Principal
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.errors import Forbidden, TooManyRequests, Unauthorized
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -34,7 +32,7 @@ _RESOLVED = "jarvis_principal_resolved"
 # sign-in page's).
 CSRF_EXEMPT_PATHS = frozenset({"/api/login", "/login"})
 
-__all__ = ["SESSION_COOKIE", "Authenticated", "current_principal", "request_guard"]
+__all__ = ["SESSION_COOKIE", "request_guard", "resolve_principal"]
 
 
 def secret_key(request: HTTPConnection) -> str:
@@ -96,11 +94,6 @@ async def still_authenticated(request: HTTPConnection) -> bool:
     if not cookie:
         return False
     return await credentials.from_session(cookie) is not None
-
-
-async def current_principal(request: Request) -> Principal | None:
-    """The caller, or None when the request carries no credential."""
-    return await resolve_principal(request)
 
 
 async def _presented_csrf(request: Request) -> str | None:
@@ -181,53 +174,3 @@ async def request_guard(request: HTTPConnection) -> None:
     ):
         await check_csrf(request)
     await enforce_api_limit(request, principal)
-
-
-async def require_auth(
-    principal: Annotated[Principal | None, Depends(current_principal)],
-) -> Principal:
-    """The authenticated caller; 401 when there is none."""
-    if principal is None:
-        raise Unauthorized(
-            "sign in (POST /api/login) or send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return principal
-
-
-class RequirePermission:
-    """A dependency: the caller if they hold ``permission``; 403 otherwise."""
-
-    def __init__(self, permission: str) -> None:
-        if permission not in PERMISSIONS:
-            raise ValueError(f"unknown permission {permission!r}")
-        self.permission = permission
-
-    async def __call__(self, principal: Annotated[Principal, Depends(require_auth)]) -> Principal:
-        if not principal.can(self.permission):
-            if principal.scopes is not None and (
-                principal.is_admin or self.permission in principal.permissions
-            ):
-                why = f"the token's scopes do not include '{self.permission}'"
-            else:
-                why = f"the persona '{principal.persona}' is not granted '{self.permission}'"
-            raise Forbidden(
-                f"this needs the permission '{self.permission}': {why}",
-                extra={"permission": self.permission},
-            )
-        return principal
-
-    def __repr__(self) -> str:
-        return f"RequirePermission({self.permission!r})"
-
-
-Authenticated = Annotated[Principal, Depends(require_auth)]
-# One alias per permission, for route signatures (mypy needs names, not calls).
-AgentsWriter = Annotated[Principal, Depends(RequirePermission(perm.AGENTS_WRITE))]
-ExecutionsCreator = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIONS_CREATE))]
-ExecutionsApprover = Annotated[Principal, Depends(RequirePermission(perm.EXECUTIONS_APPROVE))]
-ConfigWriter = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_WRITE))]
-ConfigApprover = Annotated[Principal, Depends(RequirePermission(perm.CONFIG_APPROVE))]
-PersonasWriter = Annotated[Principal, Depends(RequirePermission(perm.PERSONAS_WRITE))]
-UsersAdmin = Annotated[Principal, Depends(RequirePermission(perm.USERS_ADMIN))]
-AuditReader = Annotated[Principal, Depends(RequirePermission(perm.AUDIT_READ))]

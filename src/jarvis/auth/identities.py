@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import record_audit
 from jarvis.auth.models import OAuthIdentity, User, UserProfile
 from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.core.identity import Actor
 from jarvis.errors import Forbidden
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import utcnow
 from jarvis.personas.service import get_persona
 

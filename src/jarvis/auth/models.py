@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Integer,
-    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -110,31 +109,6 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     # Permission names the token may use (within its user's); None means all of them.
     scopes: Mapped[list[str] | None] = mapped_column(JSONType)
-
-
-class Permission(Base):
-    """A named permission a route may require (the catalogue is jarvis.auth.permissions)."""
-
-    __tablename__ = "permissions"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    description: Mapped[str] = mapped_column(String(300))
-
-
-class PersonaPermission(Base):
-    """A permission granted to every user acting as a persona."""
-
-    __tablename__ = "persona_permissions"
-    __table_args__ = (PrimaryKeyConstraint("persona_key", "permission"),)
-
-    persona_key: Mapped[str] = mapped_column(
-        String(64), ForeignKey("role_personas.key", ondelete="CASCADE", onupdate="CASCADE")
-    )
-    permission: Mapped[str] = mapped_column(
-        String(64), ForeignKey("permissions.name", ondelete="CASCADE")
-    )
-    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
-    granted_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class OAuthIdentity(Base):

@@ -17,6 +17,7 @@ import structlog
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from jarvis.audit.service import record_audit
 from jarvis.auth.cookies import SESSION_COOKIE, set_session_cookies
 from jarvis.auth.identities import SSO_ACTOR, ProviderIdentity, sign_in_identity
 from jarvis.auth.oauth import (
@@ -41,12 +42,11 @@ from jarvis.auth.oauth import (
 from jarvis.auth.oauth import bad_request as oauth_bad_request
 from jarvis.auth.providers import SignInProviders
 from jarvis.auth.service import start_session
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
-from jarvis.governance.audit import record_audit
 from jarvis.kit.schema import ApiModel
 from jarvis.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.session import after_commit
-from jarvis.realtime.bus import EventBus
+from jarvis.kit.bus import EventBus
 
 AUTH_CHANNEL = "jarvis.auth"
 REVOKED = "credentials_revoked"

@@ -16,14 +16,15 @@ from jarvis.auth.cookies import (
     csrf_token_for,
     set_session_cookies,
 )
-from jarvis.auth.dependencies import Authenticated, client_ip, count_against, secret_key
+from jarvis.auth.dependencies import client_ip, count_against, secret_key
 from jarvis.auth.login import INCORRECT_CREDENTIALS, attempt_login
 from jarvis.auth.login import change_password as change_own_password
 from jarvis.auth.models import User
 from jarvis.auth.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
 from jarvis.config.dependencies import Config
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.guards import Authenticated
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.session import DbSession, unit_of_work
 from jarvis.errors import Unauthorized
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from jarvis.auth.grants import persona_permissions
+from jarvis.audit.service import record_audit
 from jarvis.auth.models import ApiToken, User, UserPreference, UserProfile, UserSession
 from jarvis.auth.passwords import (
     MIN_PASSWORD_LENGTH,
@@ -19,46 +18,16 @@ from jarvis.auth.passwords import (
     generate_password,
     hash_password,
 )
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY, PERMISSIONS, unknown_permissions
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor, Principal
+from jarvis.core.permissions import ADMIN_PERSONA_KEY, PERMISSIONS, unknown_permissions
 from jarvis.errors import Conflict, NotFound, ValidationFailed
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.secrets import keyed_digest, new_token, sha256_hex
+from jarvis.personas.grants import persona_permissions
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona, require_persona
 
 API_TOKEN_PREFIX = "jv_"  # noqa: S105 - a prefix, not a secret
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller of a request, with what they may do."""
-
-    user_id: int
-    email: str
-    persona: str
-    via: Literal["session", "token"]
-    # The user_sessions or api_tokens row the caller authenticated with.
-    credential_id: int
-    # The persona's permissions (every one for admin).
-    permissions: frozenset[str] = frozenset()
-    # A token's scopes (None: all of the user's permissions).
-    scopes: frozenset[str] | None = None
-    # When the credential stops working (None: a token without expiry).
-    expires_at: datetime | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.persona == ADMIN_PERSONA_KEY
-
-    def can(self, permission: str) -> bool:
-        """True when the caller holds ``permission`` (and their token's scopes allow it)."""
-        held = self.is_admin or permission in self.permissions
-        return held and (self.scopes is None or permission in self.scopes)
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(label=self.email, user_id=self.user_id)
 
 
 def user_actor(user: User) -> Actor:

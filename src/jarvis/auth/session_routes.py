@@ -11,10 +11,10 @@ from jarvis.auth import sessions
 from jarvis.auth.account_schemas import SessionOut
 from jarvis.auth.announce import announce_revocation
 from jarvis.auth.cookies import clear_session_cookies
-from jarvis.auth.dependencies import Authenticated, UsersAdmin
 from jarvis.auth.models import UserSession
-from jarvis.auth.service import Principal
 from jarvis.auth.users import get_user
+from jarvis.core.guards import Authenticated, UsersAdmin
+from jarvis.core.identity import Principal
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import Limit, Offset, Page
 

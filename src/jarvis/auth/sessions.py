@@ -20,11 +20,12 @@ import structlog
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import record_audit
 from jarvis.auth.models import ApiToken, OAuthLoginState, User, UserSession
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import NotFound
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import utcnow
 
 log = structlog.get_logger(__name__)

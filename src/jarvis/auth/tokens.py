@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import record_audit
 from jarvis.auth.models import ApiToken
-from jarvis.auth.permissions import unknown_permissions
-from jarvis.auth.service import Principal, create_api_token, get_user_by_email
+from jarvis.auth.service import create_api_token, get_user_by_email
+from jarvis.core.identity import Actor, Principal
+from jarvis.core.permissions import unknown_permissions
 from jarvis.errors import Forbidden, NotFound
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import utcnow
 
 REVOKE_ACTION = "token.revoke"

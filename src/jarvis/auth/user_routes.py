@@ -17,11 +17,11 @@ from jarvis.auth.account_schemas import (
     UserUpdate,
 )
 from jarvis.auth.announce import announce_permission_change, announce_revocation
-from jarvis.auth.dependencies import Authenticated, UsersAdmin
-from jarvis.auth.grants import set_persona_permissions
 from jarvis.auth.models import User
+from jarvis.core.guards import Authenticated, UsersAdmin
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import Limit, Offset, Page
+from jarvis.personas.grants import set_persona_permissions
 
 router = APIRouter(prefix="/api", tags=["users"])
 

@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.grants import permission_table
+from jarvis.audit.service import record_audit
 from jarvis.auth.models import User
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY, PERMISSIONS
 from jarvis.auth.sessions import revoke_sessions
+from jarvis.core.identity import Actor
+from jarvis.core.permissions import ADMIN_PERSONA_KEY, PERMISSIONS
 from jarvis.errors import Conflict, NotFound
-from jarvis.governance.audit import Actor, record_audit
+from jarvis.personas.grants import permission_table
 from jarvis.personas.service import require_persona
 
 UPDATE_ACTION = "user.update"

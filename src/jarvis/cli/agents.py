@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jarvis.agents.layers import Layer
 from jarvis.agents.models import Agent
 from jarvis.agents.service import AgentFilter, list_agents
 from jarvis.cli.common import console, run, transaction
+from jarvis.core.layers import Layer
 
 app = typer.Typer(help="The agent registry.", no_args_is_help=True)
 

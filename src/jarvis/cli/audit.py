@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from jarvis.audit.service import VerifyResult, verify_ledger
 from jarvis.cli.common import console, run, transaction
-from jarvis.governance.audit import VerifyResult, verify_ledger
 
 app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 

@@ -19,8 +19,9 @@ from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
-from jarvis.realtime.bus import create_bus
+from jarvis.kit.bus import create_bus
 from jarvis.settings import Settings, SettingsError, get_settings
+from jarvis.wiring import config_service
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
@@ -88,7 +89,7 @@ async def configured(*, write: bool = True) -> AsyncIterator[tuple[AsyncSession,
         if problem is not None:
             fail(problem)
         bus = create_bus(settings().redis_url)
-        config = ConfigService(db, bus=bus, poll_seconds=0)
+        config = config_service(db, bus=bus, poll_seconds=0)
         try:
             if write:
                 # Committed first: ConfigService reads the registry on its own connection.

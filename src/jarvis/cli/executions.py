@@ -31,7 +31,6 @@ from rich.text import Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.cli.common import console, err_console, fail
 from jarvis.cli.run import (
     EXIT_INVALID,
@@ -47,12 +46,13 @@ from jarvis.cli.run import (
     run_live,
     runtime,
 )
+from jarvis.core.layers import LAYER_ORDER
+from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc
 from jarvis.orchestration import service
 from jarvis.orchestration.models import AgentExecution
 from jarvis.orchestration.schemas import Decision
-from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 app = typer.Typer(
     help="Executions: list, show, watch live, and decide on those awaiting approval.",

@@ -25,17 +25,18 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.layers import LAYER_ORDER
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY
 from jarvis.auth.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, database, fail, settings
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.layers import LAYER_ORDER
+from jarvis.core.permissions import ADMIN_PERSONA_KEY
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, JarvisError, NotFound, ValidationFailed
-from jarvis.governance.audit import Actor
+from jarvis.kit.bus import GAP, EventBus, Subscription, create_bus
 from jarvis.llm.providers import Providers
 from jarvis.orchestration import service
 from jarvis.orchestration.engine import Engine
@@ -46,8 +47,8 @@ from jarvis.orchestration.schemas import (
     ExecutionOut,
     StepOut,
 )
-from jarvis.realtime.bus import GAP, EventBus, Subscription, create_bus
 from jarvis.settings import SettingsError
+from jarvis.wiring import config_service
 
 CLI_ACTOR = Actor.system("cli")
 MAX_ID = 2**31 - 1
@@ -111,7 +112,7 @@ async def runtime() -> AsyncIterator[Runtime]:
             fail(problem)
         # With JARVIS_REDIS_URL the events also reach the servers' WebSocket clients.
         bus = create_bus(settings().redis_url)
-        config = ConfigService(db, bus=bus, poll_seconds=0)
+        config = config_service(db, bus=bus, poll_seconds=0)
         try:
             async with unit_of_work(db) as session:
                 await ensure_builtin_registry(session)

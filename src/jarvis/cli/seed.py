@@ -16,11 +16,11 @@ from jarvis.cli.common import (
     run,
     settings,
 )
-from jarvis.config.service import ConfigService
 from jarvis.demo.history import HistoryResult, run_history
 from jarvis.demo.service import DemoResult, seed_demo
+from jarvis.kit.bus import create_bus
 from jarvis.llm.providers import Providers
-from jarvis.realtime.bus import create_bus
+from jarvis.wiring import config_service
 
 app = typer.Typer(help="Load data.", no_args_is_help=True)
 
@@ -69,7 +69,7 @@ async def _history() -> HistoryResult:
     async with database() as db:
         bus = create_bus(settings().redis_url)
         try:
-            config = ConfigService(db, bus=bus, poll_seconds=0)
+            config = config_service(db, bus=bus, poll_seconds=0)
             return await run_history(db, config, bus, Providers.from_settings(settings()))
         finally:
             await bus.close()

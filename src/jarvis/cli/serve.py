@@ -21,11 +21,11 @@ from jarvis.cli.common import (
     settings,
 )
 from jarvis.config.builtin import ensure_builtin_registry
-from jarvis.config.service import ConfigService
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.main import create_app
 from jarvis.realtime.ws import UVICORN_WS_OPTIONS
+from jarvis.wiring import config_service
 
 
 def serve(
@@ -47,7 +47,7 @@ def serve(
             problem = (await schema_state(db.engine)).problem()
             if problem is not None:
                 return problem, None
-            config = ConfigService(db, poll_seconds=0)
+            config = config_service(db, poll_seconds=0)
             async with unit_of_work(db) as session:
                 await ensure_builtin_registry(session)
                 return None, await bootstrap_admin(session, config)

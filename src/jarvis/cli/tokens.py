@@ -15,9 +15,9 @@ from jarvis.auth.revocation import announce_revoked
 from jarvis.auth.service import create_api_token
 from jarvis.auth.tokens import list_tokens_of, revoke_token_by_name
 from jarvis.cli.common import console, run, settings, transaction
-from jarvis.governance.audit import Actor
+from jarvis.core.identity import Actor
+from jarvis.kit.bus import create_bus
 from jarvis.kit.clock import utcnow
-from jarvis.realtime.bus import create_bus
 
 app = typer.Typer(help="API tokens.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ import typer
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, set_password
 from jarvis.cli.common import console, run, transaction
-from jarvis.governance.audit import Actor
+from jarvis.core.identity import Actor
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
 CLI_ACTOR = Actor.system("cli")

@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import lock_ledger, record_audit
 from jarvis.config.models import ConfigChangeRequest
 from jarvis.config.validation import mask
+from jarvis.core.identity import Actor
 from jarvis.errors import Conflict, NotFound
-from jarvis.governance.audit import Actor, lock_ledger, record_audit
 from jarvis.kit.clock import utcnow
 
 

@@ -12,11 +12,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.layers import LAYER_ORDER
-from jarvis.auth.permissions import PERMISSIONS
 from jarvis.config.models import ConfigRegistry
+from jarvis.core.layers import LAYER_ORDER
+from jarvis.core.permissions import PERMISSIONS
+from jarvis.core.personas import CSS_COLOUR_PATTERN
 from jarvis.kit.clock import utcnow
-from jarvis.personas.schemas import CSS_COLOUR_PATTERN
 
 ALL_SCOPES = ["global", "persona", "agent", "workflow"]
 BUILTIN_ACTOR = "system:config-registry"

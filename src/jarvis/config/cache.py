@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from cachetools import LRUCache
 
 from jarvis.config.resolver import Resolution
-from jarvis.config.scope import Scope
+from jarvis.core.scope import Scope
 
 
 class Entry(NamedTuple):

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.config.models import ConfigChangeLog, ConfigChangeRequest, ConfigRegistry, ConfigValue
-from jarvis.config.scope import LEVELS, Scope
 from jarvis.config.validation import compile_schema, mask, schema_errors
+from jarvis.core.scope import LEVELS, Scope
 from jarvis.errors import ValidationFailed
 from jarvis.kit.clock import utcnow
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from jarvis.config.models import ConfigValue
-from jarvis.config.scope import Scope
+from jarvis.core.scope import Scope
 
 Source = Literal["workflow", "agent", "persona", "global", "default"]
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from jarvis.auth.dependencies import Authenticated, ConfigApprover, ConfigWriter
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
 from jarvis.config.registry import KeyInfo, RegistryChanges
@@ -28,14 +27,15 @@ from jarvis.config.schemas import (
     ValueRef,
     WriteOut,
 )
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService, SetOutcome
 from jarvis.config.validation import mask
+from jarvis.core.guards import Authenticated, ConfigApprover, ConfigWriter
+from jarvis.core.personas import PERSONA_KEY_PATTERN
+from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import BadRequest, ValidationFailed
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.schema import MAX_PAGE_SIZE, Limit, Offset, Page
-from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from jarvis.auth.dependencies import Authenticated, ConfigWriter
 from jarvis.config import rules
 from jarvis.config.models import BusinessRule, Template
+from jarvis.core.guards import Authenticated, ConfigWriter
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import ApiModel, Limit, Offset, Page
 

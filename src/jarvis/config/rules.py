@@ -13,9 +13,10 @@ from pydantic import Field, StringConstraints
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import record_audit
 from jarvis.config.models import BusinessRule, Template
+from jarvis.core.identity import Actor
 from jarvis.errors import NotFound
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import ApiInput
 

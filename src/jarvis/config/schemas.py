@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from jarvis.config.resolver import Candidate, Resolution
-from jarvis.config.scope import Scope
 from jarvis.config.validation import mask
+from jarvis.core.personas import PERSONA_KEY_PATTERN
+from jarvis.core.scope import Scope
 from jarvis.kit.schema import ApiInput, ApiModel
-from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 ConfigKey = Annotated[

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.models import Agent
+from jarvis.audit.service import lock_ledger, record_audit
 from jarvis.config import approvals, registry, resolver
 from jarvis.config.cache import Entry, ResolutionCache, expiry
 from jarvis.config.models import (
@@ -36,6 +36,7 @@ from jarvis.config.models import (
     ConfigRegistry,
     ConfigValue,
 )
+from jarvis.config.ports import ScopeTargets
 from jarvis.config.registry import (
     KeyChangeOutcome,
     KeyInfo,
@@ -43,8 +44,9 @@ from jarvis.config.registry import (
     value_scope,
 )
 from jarvis.config.resolver import Candidate, Resolution
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.validation import compile_schema, mask, schema_errors, validate_value
+from jarvis.core.identity import Actor
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import after_commit, unit_of_work
 from jarvis.errors import (
@@ -55,10 +57,8 @@ from jarvis.errors import (
     PreconditionFailed,
     ValidationFailed,
 )
-from jarvis.governance.audit import Actor, lock_ledger, record_audit
+from jarvis.kit.bus import GAP, EventBus, MemoryBus
 from jarvis.kit.clock import as_utc, utcnow
-from jarvis.personas.models import RolePersona
-from jarvis.realtime.bus import GAP, EventBus, MemoryBus
 
 log = structlog.get_logger(__name__)
 
@@ -112,8 +112,12 @@ class ConfigService:
         cache_size: int = 1000,
         poll_seconds: float = 2.0,
         instance_id: str | None = None,
+        targets: ScopeTargets | None = None,
     ) -> None:
         self.db = db
+        # Persona and agent existence for scoped writes (None: writes name no persona or
+        # agent, as in a process that only reads configuration).
+        self.targets = targets
         self.bus: EventBus = bus if bus is not None else MemoryBus()
         self.instance_id = instance_id or uuid.uuid4().hex
         self.poll_seconds = poll_seconds
@@ -563,15 +567,20 @@ class ConfigService:
                 list(loc),
                 f"'{info.key}' cannot be set at {level} scope; allowed: {', '.join(info.scopes)}",
             )
-        if (
-            scope.persona is not None
-            and (
-                await session.scalar(select(RolePersona.id).where(RolePersona.key == scope.persona))
+        if scope.persona is None and scope.agent_id is None:
+            return
+        if self.targets is None:
+            raise JarvisError(
+                "this ConfigService cannot check personas and agents: build it with "
+                "jarvis.wiring.config_service() to write values at their scope"
             )
-            is None
+        if scope.persona is not None and not await self.targets.persona_exists(
+            session, scope.persona
         ):
             raise ValidationFailed.field([*loc, "persona"], f"unknown persona '{scope.persona}'")
-        if scope.agent_id is not None and await session.get(Agent, scope.agent_id) is None:
+        if scope.agent_id is not None and not await self.targets.agent_exists(
+            session, scope.agent_id
+        ):
             raise ValidationFailed.field([*loc, "agentId"], f"no agent with id {scope.agent_id}")
 
     @staticmethod

@@ -11,9 +11,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from jarvis.auth.dependencies import Authenticated, ConfigWriter
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
+from jarvis.core.guards import Authenticated, ConfigWriter
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import ApiInput, ApiModel, Limit, Offset, Page

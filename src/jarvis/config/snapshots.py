@@ -18,13 +18,15 @@ from pydantic import Field, ValidationError, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.service import lock_ledger, record_audit
 from jarvis.config.models import ConfigRegistry, ConfigSnapshot, ConfigValue
 from jarvis.config.registry import KeyInfo
 from jarvis.config.resolver import live_at
 from jarvis.config.schemas import ConfigKey, ScopeIn
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.config.validation import MASK, mask, schema_errors
+from jarvis.core.identity import Actor
+from jarvis.core.scope import Scope
 from jarvis.errors import (
     BadRequest,
     Conflict,
@@ -32,7 +34,6 @@ from jarvis.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from jarvis.governance.audit import Actor, lock_ledger, record_audit
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.schema import ApiInput, find_unstorable
 
@@ -234,7 +235,10 @@ class Report:
 
 
 class PlanRejected(ValidationFailed):
-    """Nothing was applied; ``report`` says why."""
+    """Nothing was applied; ``report`` says why (its locations are within the document:
+    ``values.3.scope``)."""
+
+    request_fields = False
 
     def __init__(self, detail: str, report: Report) -> None:
         super().__init__(detail, errors=report.errors or None, extra={"report": report.as_json()})

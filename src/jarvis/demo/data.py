@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jarvis.agents.layers import Layer
 from jarvis.agents.schemas import AgentCreate, AgentMetrics
 from jarvis.config.rules import RuleSetIn, TemplateIn
+from jarvis.core.layers import Layer
 from jarvis.personas.schemas import ColorScheme, PersonaRegister
 from jarvis.personas.service import ADMIN_PERSONA
 

@@ -12,11 +12,11 @@ from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.data import HISTORY
+from jarvis.kit.bus import EventBus
 from jarvis.llm.providers import Providers
 from jarvis.orchestration import service
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.schemas import ExecutionCreate
-from jarvis.realtime.bus import EventBus
 
 
 @dataclass

@@ -9,14 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.models import Agent
 from jarvis.agents.service import create_agent
-from jarvis.auth.grants import grant
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, get_user_by_email
 from jarvis.config.models import BusinessRule, Template
 from jarvis.config.rules import save_rule_set, save_template
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
 from jarvis.demo.data import AGENTS, PERSONA_PERMISSIONS, PERSONAS, RULE_SETS, TEMPLATES, USERS
-from jarvis.governance.audit import Actor
+from jarvis.personas.grants import grant
 from jarvis.personas.service import ensure_persona
 
 SEED_ACTOR = Actor.system("demo-seed")

@@ -10,8 +10,8 @@ ones for every call.
 
 from __future__ import annotations
 
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.llm.base import LLMProvider, ProviderError
 from jarvis.llm.openai_provider import OpenAIProvider
 from jarvis.llm.rules import RulesProvider

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from jarvis.kit.bus import EventBus
 from jarvis.orchestration.dispatcher import Dispatcher
-from jarvis.realtime.bus import EventBus
 
 
 def get_bus(request: Request) -> EventBus:

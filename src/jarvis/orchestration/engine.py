@@ -25,10 +25,11 @@ from jarvis.agents.kinds.base import KindServices
 from jarvis.agents.listing import mark_registry_changed
 from jarvis.agents.service import agents_serving
 from jarvis.analytics.service import add_activity
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.bus import GAP, EventBus
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.llm.base import LLMProvider
 from jarvis.llm.providers import Providers
@@ -45,7 +46,7 @@ from jarvis.orchestration.models import (
 from jarvis.orchestration.recorder import Recorder, number_events, publish_events
 from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun, ExecutionState
 from jarvis.orchestration.selection import candidates_by_layer
-from jarvis.realtime.bus import GAP, EventBus
+from jarvis.orchestration.stats import ExecutionsSeen
 
 log = structlog.get_logger(__name__)
 
@@ -265,7 +266,13 @@ class Engine:
                 self._abandoned.discard(execution_id)
 
     def _services(self) -> KindServices:
-        return KindServices(db=self.db, config=self.config, llm=self._provider, http=self.http)
+        return KindServices(
+            db=self.db,
+            config=self.config,
+            llm=self._provider,
+            http=self.http,
+            executions=ExecutionsSeen(self.db),
+        )
 
     async def _provider(self, scope: Scope) -> tuple[LLMProvider, str]:
         return await self.providers.for_scope(self.config, scope)

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, Integer, Select, and_, bindparam, case, func, select, union_all
 
 from jarvis.agents.service import MetricsUpdate, store_metrics
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.orchestration.models import steps_table
 
 WINDOW = 100

@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
 from jarvis.db.session import after_commit
+from jarvis.kit.bus import EventBus
 from jarvis.kit.clock import utcnow
 from jarvis.orchestration.events import EVENTS_CHANNEL, Event
 from jarvis.orchestration.models import ExecutionEvent, events_table
-from jarvis.realtime.bus import EventBus
 
 log = structlog.get_logger(__name__)
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.dependencies import (
-    Authenticated,
-    ExecutionsApprover,
-    ExecutionsCreator,
-    limit_executions,
-)
-from jarvis.auth.service import Principal
+from jarvis.auth.dependencies import limit_executions
+from jarvis.core.guards import Authenticated, ExecutionsApprover, ExecutionsCreator
+from jarvis.core.identity import Principal
 from jarvis.db.session import DbSession, after_commit
+from jarvis.kit.bus import EventBus
 from jarvis.kit.schema import Limit, Offset, Page
 from jarvis.orchestration import service
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
@@ -23,16 +20,12 @@ from jarvis.orchestration.dispatcher import Dispatcher
 from jarvis.orchestration.models import AgentExecution
 from jarvis.orchestration.schemas import (
     Decision,
-    EventOut,
-    EventPage,
     ExecutionAccepted,
     ExecutionCreate,
     ExecutionOut,
     ExecutionStatus,
     ExecutionSummary,
 )
-from jarvis.realtime import sse
-from jarvis.realtime.bus import EventBus
 
 router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
 
@@ -143,38 +136,6 @@ async def get_execution(
     execution_id: ExecutionId, principal: Authenticated, session: DbSession
 ) -> ExecutionOut:
     return await service.execution_detail(session, execution_id, principal=principal)
-
-
-@router.get(
-    "/{execution_id}/events",
-    response_model=EventPage,
-    summary="The execution's recorded events, in order (replay), or a live event stream",
-    responses=sse.SSE_RESPONSES,
-)
-async def list_events(
-    execution_id: ExecutionId,
-    principal: Authenticated,
-    session: DbSession,
-    request: Request,
-    after_seq: Annotated[int, Query(alias="afterSeq", ge=0, le=2**31 - 1)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    last_event_id: Annotated[
-        int | None,
-        Header(
-            alias="Last-Event-ID",
-            ge=0,
-            le=2**31 - 1,
-            description="Event stream only: resume after this seq (overrides afterSeq)",
-        ),
-    ] = None,
-) -> EventPage | Response:
-    execution = await service.get_execution(session, execution_id, principal=principal)
-    if sse.wants_event_stream(request):
-        after = last_event_id if last_event_id is not None else after_seq
-        return await sse.event_stream(request, session, execution, after_seq=after)
-    rows = await service.events_of(session, execution_id, after_seq=after_seq, limit=limit)
-    items = [EventOut.model_validate(r) for r in rows]
-    return EventPage(items=items, total=len(items), limit=limit, offset=0)
 
 
 @router.post(

@@ -30,9 +30,9 @@ from jarvis.agents.kinds.base import (
     StepResult,
 )
 from jarvis.agents.kinds.registry import get_kind
-from jarvis.agents.layers import LAYER_ORDER, Layer
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.layers import LAYER_ORDER, Layer
+from jarvis.core.scope import Scope
 from jarvis.errors import JarvisError
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import find_unstorable

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jarvis.agents.kinds.base import AgentSpec, agent_handle
-from jarvis.agents.layers import LAYER_ORDER, Layer
+from jarvis.core.layers import LAYER_ORDER, Layer
 
 BARRED_STATUSES = frozenset({"blocked", "rejected"})
 PLANNED_LAYERS = (Layer.PROCESS.value, Layer.SYSTEM.value, Layer.INTERFACE.value)

@@ -20,12 +20,13 @@ from typing import Any
 from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.analytics.service import add_activity, record_activity
-from jarvis.auth.service import Principal
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor, Principal
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.session import after_commit
 from jarvis.errors import Conflict, Forbidden, NotFound
-from jarvis.governance.audit import Actor, record_audit
+from jarvis.kit.bus import EventBus
 from jarvis.kit.clock import utcnow
 from jarvis.orchestration.events import CONTROL_CHANNEL, event, step_fields
 from jarvis.orchestration.models import (
@@ -46,7 +47,6 @@ from jarvis.orchestration.schemas import (
     StepOut,
 )
 from jarvis.personas.service import persona_registered, require_persona
-from jarvis.realtime.bus import EventBus
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.agents.kinds.base import WaitingExecution
+from jarvis.db.engine import Database
+from jarvis.db.session import unit_of_work
 from jarvis.orchestration.models import executions_table
 
 # Statuses of executions that have not ended, in the order a dashboard lists them.
@@ -225,3 +228,23 @@ async def awaiting_decision(
         return [], 0
     lines = await _lines(session, conditions, limit=limit, order=t.c.created_at)
     return lines, int(total)
+
+
+class ExecutionsSeen:
+    """What agent kinds may know of executions (``agents.kinds.base.ExecutionsView``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def awaiting_decision(
+        self, *, persona: str | None, limit: int
+    ) -> tuple[list[WaitingExecution], int]:
+        async with unit_of_work(self.db, write=False) as session:
+            lines, total = await awaiting_decision(
+                session, persona=persona, created_by_id=None, limit=limit
+            )
+        waiting = [
+            WaitingExecution(line.execution_id, line.command, line.persona, line.created_at)
+            for line in lines
+        ]
+        return waiting, total

@@ -21,10 +21,10 @@ from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
 from jarvis.config.service import ConfigService
+from jarvis.kit.bus import create_bus
 from jarvis.llm.providers import Providers
 from jarvis.orchestration.dispatcher import TASK_NAME, Sweeper, create_broker
 from jarvis.orchestration.engine import Engine
-from jarvis.realtime.bus import create_bus
 from jarvis.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from jarvis.auth.dependencies import PersonasWriter
 from jarvis.config.dependencies import Config
+from jarvis.core.guards import PersonasWriter
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import MAX_PAGE_SIZE, Page
 from jarvis.personas import service

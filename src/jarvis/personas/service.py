@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth import grants
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY
-from jarvis.config.scope import Scope
+from jarvis.audit.service import record_audit
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Actor
+from jarvis.core.permissions import ADMIN_PERSONA_KEY
+from jarvis.core.scope import Scope
 from jarvis.errors import Conflict, ValidationFailed
-from jarvis.governance.audit import Actor, record_audit
+from jarvis.personas import grants
 from jarvis.personas.models import RolePersona
 from jarvis.personas.schemas import ColorScheme, PersonaOut, PersonaRegister
 
@@ -65,6 +66,10 @@ async def persona_names(session: AsyncSession, *, key: str | None = None) -> lis
 
 async def get_persona(session: AsyncSession, key: str) -> RolePersona | None:
     return await session.scalar(select(RolePersona).where(RolePersona.key == key))
+
+
+async def persona_exists(session: AsyncSession, key: str) -> bool:
+    return await session.scalar(select(RolePersona.id).where(RolePersona.key == key)) is not None
 
 
 def persona_registered(key: str) -> ColumnElement[bool]:

@@ -37,15 +37,15 @@ import structlog
 from cachetools import LRUCache
 
 from jarvis.auth.revocation import AUTH_CHANNEL, REVOKED, affects
-from jarvis.auth.service import Principal
 from jarvis.auth.sessions import live_credentials
 from jarvis.config.service import CONFIG_CHANNEL
+from jarvis.core.identity import Principal
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import NotFound
+from jarvis.kit.bus import GAP, EventBus, Message
 from jarvis.orchestration import service
 from jarvis.orchestration.events import EVENTS_CHANNEL, Event
-from jarvis.realtime.bus import GAP, EventBus, Message
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.dependencies import still_authenticated
 from jarvis.orchestration import service
-from jarvis.orchestration.events import Event
-from jarvis.orchestration.models import FINAL_STATUSES, AgentExecution
-from jarvis.realtime.events import is_terminal
+from jarvis.orchestration.events import Event, is_terminal
+from jarvis.orchestration.lifecycle import FINAL
 from jarvis.realtime.hub import RealtimeHub
 
 EVENT_STREAM: Final = "text/event-stream"
@@ -80,20 +79,19 @@ def record(body: Event, text: str) -> str:
 
 
 async def event_stream(
-    request: Request, session: AsyncSession, execution: AgentExecution, *, after_seq: int
+    request: Request, session: AsyncSession, execution_id: str, status: str, *, after_seq: int
 ) -> Response:
-    """The SSE answer for ``execution`` (already authorised) after ``after_seq``."""
-    if execution.status in FINAL_STATUSES:
-        rest = await service.events_of(
-            session, execution.execution_id, after_seq=after_seq, limit=1
-        )
+    """The SSE answer for the execution (already authorised; now in ``status``) after
+    ``after_seq``."""
+    if status in FINAL:
+        rest = await service.events_of(session, execution_id, after_seq=after_seq, limit=1)
         if not rest:
             return Response(status_code=204)
     hub: RealtimeHub = request.app.state.realtime
     settings = request.app.state.settings
     stream = _stream(
         hub,
-        execution.execution_id,
+        execution_id,
         after_seq,
         heartbeat_seconds=settings.ws_heartbeat_seconds,
         queue_size=settings.ws_send_queue_size,

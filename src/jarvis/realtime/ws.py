@@ -32,14 +32,15 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from jarvis.audit.service import record_audit
 from jarvis.auth.credentials import Credentials
 from jarvis.auth.dependencies import SESSION_COOKIE
-from jarvis.auth.service import Principal
+from jarvis.core.identity import Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, NotFound
-from jarvis.governance.audit import record_audit
 from jarvis.orchestration.events import Event
-from jarvis.realtime.events import (
+from jarvis.realtime.hub import ExecutionFollower, RealtimeHub, encode
+from jarvis.realtime.protocol import (
     CLIENT_MESSAGE_TYPES,
     CLOSE_GOING_AWAY,
     CLOSE_HEARTBEAT_TIMEOUT,
@@ -69,7 +70,6 @@ from jarvis.realtime.events import (
     UnsubscribeExecution,
     client_message_adapter,
 )
-from jarvis.realtime.hub import ExecutionFollower, RealtimeHub, encode
 
 log = structlog.get_logger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from jarvis.auth import permissions as perm
-from jarvis.auth.dependencies import current_principal
-from jarvis.auth.service import Principal
+from jarvis.core import permissions as perm
+from jarvis.core.guards import current_principal
+from jarvis.core.identity import Principal
 from jarvis.errors import Forbidden, Unauthorized
 
 

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from jarvis.auth.cookies import SESSION_COOKIE, csrf_token_for
-from jarvis.auth.service import Principal
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Principal
 from jarvis.personas.service import persona_colours, persona_names
 from jarvis.web.theme import scheme_version
 

@@ -1,9 +1,10 @@
 """``agent_status``: which agents await governance approval, which executions a decision.
 
 Answers questions such as "Which agents are waiting for approval?" from the registry and
-the executions table: agents whose governance status is one of the configured ones, and
-executions paused for a human decision (those of the asking persona; an admin sees all),
-with a one-sentence summary for the response.
+the executions the engine lets kinds see (``KindServices.executions``): agents whose
+governance status is one of the configured ones, and executions paused for a human
+decision (those of the asking persona; an admin sees all), with a one-sentence summary
+for the response.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from sqlalchemy import func, select
 from jarvis.agents.kinds.base import AgentKind, KindConfig, StepContext, StepResult
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import GovernanceStatus
+from jarvis.core.permissions import ADMIN_PERSONA_KEY
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc
-from jarvis.orchestration.models import AgentExecution
 
-ADMIN_PERSONA = "admin"
-AWAITING = "awaiting_approval"
 # Statuses that mean "waiting for a governance decision" (the summary's wording).
 APPROVAL_PENDING = frozenset({"pending", "under_review"})
 # How many names the summary sentence spells out before "and N more".
@@ -114,37 +113,20 @@ class AgentStatusKind(AgentKind):
                     .limit(settings.limit)
                 )
             ).all()
-            if settings.include_executions:
-                waiting = [AgentExecution.status == AWAITING]
-                if persona != ADMIN_PERSONA:
-                    waiting.append(AgentExecution.persona == persona)
-                execution_total = (
-                    await session.scalar(
-                        select(func.count()).select_from(AgentExecution).where(*waiting)
-                    )
-                ) or 0
-                execution_rows = (
-                    await session.execute(
-                        select(
-                            AgentExecution.execution_id,
-                            AgentExecution.command,
-                            AgentExecution.persona,
-                            AgentExecution.created_at,
-                        )
-                        .where(*waiting)
-                        .order_by(AgentExecution.created_at, AgentExecution.execution_id)
-                        .limit(settings.limit)
-                    )
-                ).all()
-                executions = [
-                    {
-                        "executionId": row.execution_id,
-                        "command": row.command,
-                        "persona": row.persona,
-                        "createdAt": as_utc(row.created_at).isoformat(),
-                    }
-                    for row in execution_rows
-                ]
+        if settings.include_executions:
+            waiting, execution_total = await step.services.executions.awaiting_decision(
+                persona=None if persona == ADMIN_PERSONA_KEY else str(persona),
+                limit=settings.limit,
+            )
+            executions = [
+                {
+                    "executionId": row.execution_id,
+                    "command": row.command,
+                    "persona": row.persona,
+                    "createdAt": as_utc(row.created_at).isoformat(),
+                }
+                for row in waiting
+            ]
         agents = [
             {
                 "id": row.id,

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from pydantic import Field
 
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.errors import JarvisError
 from jarvis.kit.schema import ApiInput
@@ -69,6 +70,27 @@ ProviderLookup = Callable[[Scope], Awaitable[tuple[LLMProvider, str]]]
 
 
 @dataclass(frozen=True)
+class WaitingExecution:
+    """An execution paused for a person's decision, as a kind may report it."""
+
+    execution_id: str
+    command: str
+    persona: str
+    created_at: datetime
+
+
+class ExecutionsView(Protocol):
+    """What kinds may know of executions (orchestration implements it; agents rank below
+    orchestration and never read its tables)."""
+
+    async def awaiting_decision(
+        self, *, persona: str | None, limit: int
+    ) -> tuple[Sequence[WaitingExecution], int]:
+        """Executions awaiting a decision (of ``persona``; None: everyone's), oldest
+        first, at most ``limit``; and how many there are in all."""
+
+
+@dataclass(frozen=True)
 class KindServices:
     """What a kind may use besides its input: shared by every step of an engine."""
 
@@ -77,6 +99,7 @@ class KindServices:
     # The provider and model for a scope (llm.provider / llm.model through ConfigService).
     llm: ProviderLookup
     http: httpx.AsyncClient
+    executions: ExecutionsView
 
 
 @dataclass

@@ -18,19 +18,19 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY
 from jarvis.auth.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, err_console, run
 from jarvis.config import snapshots as snap
 from jarvis.config.models import ConfigSnapshot
 from jarvis.config.schemas import ScopeOut
-from jarvis.config.scope import Scope
 from jarvis.config.service import SetOutcome
+from jarvis.core.identity import Actor
+from jarvis.core.permissions import ADMIN_PERSONA_KEY
+from jarvis.core.personas import PERSONA_KEY_PATTERN
+from jarvis.core.scope import Scope
 from jarvis.errors import Forbidden, JarvisError, NotFound
-from jarvis.governance.audit import Actor
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.schema import find_unstorable
-from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 
 app = typer.Typer(
     help="Configuration: keys, values, history, snapshots, export/import, approvals.",

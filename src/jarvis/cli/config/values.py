@@ -40,8 +40,8 @@ from jarvis.cli.config.shared import (
 from jarvis.config.models import ConfigChangeLog
 from jarvis.config.registry import KeyInfo
 from jarvis.config.schemas import CandidateOut, SettingOut
-from jarvis.config.scope import GLOBAL, Scope
 from jarvis.config.validation import mask
+from jarvis.core.scope import GLOBAL, Scope
 from jarvis.kit.clock import utcnow
 
 # --- keys and values ----------------------------------------------------------------------

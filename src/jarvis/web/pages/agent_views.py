@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from jarvis.agents.kinds.registry import available_kinds, get_kind, validate_agent_config
-from jarvis.agents.layers import LAYER_ORDER
 from jarvis.agents.models import Agent, AgentVersion
 from jarvis.agents.schemas import AgentCreate, GovernanceStatus, RiskLevel
 from jarvis.agents.service import VERSIONED_FIELDS
+from jarvis.core.layers import LAYER_ORDER
 from jarvis.errors import JarvisError, ValidationFailed
 from jarvis.kit.clock import as_utc
 from jarvis.web.forms import FieldErrors, FormData, errors_from

@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from jarvis.agents import service
-from jarvis.agents.layers import Layer
 from jarvis.agents.listing import AgentPageCache
 from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentUpdate
-from jarvis.auth.permissions import AGENTS_WRITE
-from jarvis.auth.service import Principal
+from jarvis.core.identity import Principal
+from jarvis.core.layers import Layer
+from jarvis.core.permissions import AGENTS_WRITE
 from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from jarvis.kit.schema import Limit, Offset

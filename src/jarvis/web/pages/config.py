@@ -18,14 +18,14 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from jarvis.auth import permissions as perm
-from jarvis.auth.service import Principal
 from jarvis.config import approvals
 from jarvis.config.dependencies import Config
 from jarvis.config.schemas import KEY_PATTERN
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
 from jarvis.config.validation import mask
+from jarvis.core import permissions as perm
+from jarvis.core.identity import Principal
+from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import ValidationFailed
 from jarvis.kit.clock import utcnow

@@ -12,14 +12,14 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from jarvis.auth import permissions as perm
 from jarvis.auth.oauth import safe_next_path
-from jarvis.auth.service import Principal
 from jarvis.config import approvals
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core import permissions as perm
+from jarvis.core.identity import Principal
+from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from jarvis.kit.schema import Limit, Offset

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from jarvis.auth.service import Principal
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
-from jarvis.config.scope import Scope
 from jarvis.config.service import ConfigService
+from jarvis.core.identity import Principal
+from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, NotFound
 from jarvis.kit.clock import utcnow

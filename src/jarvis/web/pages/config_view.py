@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
-from jarvis.auth import permissions as perm
-from jarvis.auth.service import Principal
-from jarvis.config.scope import Scope
+from jarvis.core import permissions as perm
+from jarvis.core.identity import Principal
+from jarvis.core.personas import CSS_COLOUR_PATTERN, PERSONA_KEY_PATTERN
+from jarvis.core.scope import Scope
 from jarvis.errors import BadRequest
-from jarvis.personas.schemas import CSS_COLOUR_PATTERN, PERSONA_KEY_PATTERN
 from jarvis.web.forms import FieldErrors, FormData
 from jarvis.web.schema_form import SchemaField, fields_for
 

@@ -21,8 +21,8 @@ from starlette.responses import Response
 
 from jarvis.agents.stats import agents_of_persona, figures_per_layer
 from jarvis.analytics.service import list_activities
-from jarvis.auth.permissions import EXECUTIONS_APPROVE
-from jarvis.auth.service import Principal
+from jarvis.core.identity import Principal
+from jarvis.core.permissions import EXECUTIONS_APPROVE
 from jarvis.db.migrate import head_revision, revision_on
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from jarvis.agents.layers import LAYER_DESCRIPTIONS, LAYER_ORDER
-from jarvis.auth import permissions as perm
-from jarvis.auth.service import Principal
+from jarvis.core import permissions as perm
+from jarvis.core.identity import Principal
+from jarvis.core.layers import LAYER_DESCRIPTIONS, LAYER_ORDER
 from jarvis.db.session import DbSession
 from jarvis.errors import Conflict, ValidationFailed
 from jarvis.orchestration import service

@@ -8,14 +8,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from jarvis.auth.dependencies import current_principal
 from jarvis.auth.oauth import LOGIN_PATHS, safe_next_path
 from jarvis.auth.oauth_routes import sign_in_providers
 from jarvis.auth.routes import sign_in_with_password, sign_out
 from jarvis.config.service import ConfigService
+from jarvis.core.guards import current_principal
+from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.db.session import DbSession
 from jarvis.errors import JarvisError
-from jarvis.personas.schemas import PERSONA_KEY_PATTERN
 from jarvis.personas.service import persona_colours
 from jarvis.web.forms import read_form
 from jarvis.web.rendering import (

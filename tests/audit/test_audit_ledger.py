@@ -17,19 +17,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from jarvis.config.service import ConfigService
+from jarvis.audit.models import GENESIS_HASH, AuditTrail
+from jarvis.audit.service import VerifyResult, entry_digest, record_audit, verify_ledger
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
-from jarvis.governance.audit import (
-    Actor,
-    VerifyResult,
-    entry_digest,
-    record_audit,
-    verify_ledger,
-)
-from jarvis.governance.models import GENESIS_HASH, AuditTrail
 from jarvis.kit.clock import utcnow
+from jarvis.wiring import config_service
 
 ACTOR = Actor.system("ledger-tests")
 
@@ -118,7 +113,7 @@ async def test_entry_stores_the_actor_and_entity(db: Database) -> None:
 
 async def test_ledger_is_intact_after_seeding_the_demo(db: Database) -> None:
     async with unit_of_work(db) as session:
-        result = await seed_demo(session, config=ConfigService(db, poll_seconds=0))
+        result = await seed_demo(session, config=config_service(db, poll_seconds=0))
     assert result.agents_created > 0
 
     async with unit_of_work(db, write=False) as session:

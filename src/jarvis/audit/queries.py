@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.audit.models import AuditTrail
 from jarvis.errors import ValidationFailed
-from jarvis.governance.models import AuditTrail
 
 WILDCARD = "*"
 
@@ -84,3 +84,20 @@ async def audit_page(
         select(AuditTrail).where(*where).order_by(AuditTrail.id.desc()).limit(limit).offset(offset)
     )
     return rows.all(), total or 0
+
+
+async def first_actor(
+    session: AsyncSession, *, action: str, entity_type: str, entity_id: str
+) -> str | None:
+    """Who did ``action`` to the entity first (None when the ledger has no such entry)."""
+    actor: str | None = await session.scalar(
+        select(AuditTrail.actor)
+        .where(
+            AuditTrail.entity_type == entity_type,
+            AuditTrail.entity_id == entity_id,
+            AuditTrail.action == action,
+        )
+        .order_by(AuditTrail.id)
+        .limit(1)
+    )
+    return actor

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from jarvis.auth.dependencies import AuditReader
+from jarvis.audit.queries import AuditFilter, audit_page
+from jarvis.core.guards import AuditReader
 from jarvis.db.session import DbSession
-from jarvis.governance.ledger import AuditFilter, audit_page
 from jarvis.kit.schema import MAX_PAGE_SIZE, ApiModel, Page
 
 router = APIRouter(prefix="/api", tags=["audit"])

@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.models import Permission, PersonaPermission
-from jarvis.auth.permissions import ADMIN_PERSONA_KEY, ALL_PERMISSIONS, PERMISSIONS
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor
+from jarvis.core.permissions import ADMIN_PERSONA_KEY, ALL_PERMISSIONS, PERMISSIONS
 from jarvis.errors import Conflict, NotFound, ValidationFailed
-from jarvis.governance.audit import Actor, record_audit
 from jarvis.kit.clock import utcnow
-from jarvis.personas.models import RolePersona
+from jarvis.personas.models import Permission, PersonaPermission, RolePersona
 
 
 async def ensure_catalogue(session: AsyncSession) -> list[str]:

@@ -18,25 +18,13 @@ from typing import Any, Literal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.governance.models import GENESIS_HASH, AuditTrail
+from jarvis.audit.models import GENESIS_HASH, AuditTrail
+from jarvis.core.identity import Actor
 from jarvis.kit.canonical import canonical_json, json_roundtrip
 from jarvis.kit.clock import as_utc, utcnow
 
 # Arbitrary constant naming the ledger's advisory lock on PostgreSQL.
 AUDIT_LOCK_KEY = 0x4A41525649530001
-SYSTEM_ACTOR = "system"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who did something: a user (id and e-mail) or a named system component."""
-
-    label: str
-    user_id: int | None = None
-
-    @classmethod
-    def system(cls, component: str = SYSTEM_ACTOR) -> Actor:
-        return cls(label=component)
 
 
 def entry_digest(

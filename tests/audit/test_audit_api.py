@@ -10,12 +10,13 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from jarvis.auth.grants import set_persona_permissions
+from jarvis.audit.models import AuditTrail
+from jarvis.audit.service import record_audit
+from jarvis.core.identity import Actor
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
-from jarvis.governance.audit import Actor, record_audit
-from jarvis.governance.models import AuditTrail
 from jarvis.kit.clock import as_utc
+from jarvis.personas.grants import set_persona_permissions
 from tests.factories import TEST_ACTOR, bearer, create_user, token_for
 
 PROBLEM = "application/problem+json"

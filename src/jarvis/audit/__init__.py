@@ -1,0 +1,1 @@
+"""The tamper-evident audit ledger: every change and access decision, hash-chained."""

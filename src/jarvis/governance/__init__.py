@@ -1,1 +1,0 @@
-"""Governance: the audit ledger now; model inventory, risk and approvals later."""
