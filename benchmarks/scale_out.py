@@ -56,7 +56,8 @@ from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc
-from jarvis.orchestration.models import FINAL_STATUSES, executions_table
+from jarvis.orchestration.lifecycle import FINAL
+from jarvis.orchestration.models import executions_table
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
 from jarvis.wiring import config_service
 
@@ -256,7 +257,7 @@ async def all_ended(db: Database, ids: set[str]) -> float:
     the last ``completed_at`` (read from the database, so polling costs no precision)."""
     table = executions_table
     query = select(func.count(), func.max(table.c.completed_at)).where(
-        table.c.execution_id.in_(list(ids)), table.c.status.in_(FINAL_STATUSES)
+        table.c.execution_id.in_(list(ids)), table.c.status.in_(sorted(FINAL))
     )
     async with asyncio.timeout(WAIT):
         while True:

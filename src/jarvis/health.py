@@ -17,7 +17,7 @@ from jarvis import __version__
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import get_database, unit_of_work
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration.leases import live_workers
+from jarvis.orchestration.store.leases import live_workers
 
 router = APIRouter(prefix="/api", tags=["system"])
 

@@ -54,8 +54,8 @@ from jarvis.llm.base import (
     Usage,
 )
 from jarvis.llm.rules import RulesProvider
+from jarvis.orchestration.adapters import ExecutionsSeen
 from jarvis.orchestration.models import AgentExecution
-from jarvis.orchestration.stats import ExecutionsSeen
 from jarvis.wiring import config_service
 from tests.factories import create_agent, create_personas
 

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -51,23 +50,13 @@ from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import as_utc
 from jarvis.orchestration import service
-from jarvis.orchestration.models import AgentExecution
-from jarvis.orchestration.schemas import Decision
+from jarvis.orchestration.lifecycle import ExecutionStatus
+from jarvis.orchestration.schemas import Decision, ExecutionSummary
 
 app = typer.Typer(
     help="Executions: list, show, watch live, and decide on those awaiting approval.",
     no_args_is_help=True,
 )
-
-
-class Status(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    AWAITING_APPROVAL = "awaiting_approval"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
 
 
 MAX_COMMENT_CHARS = 4000
@@ -94,7 +83,9 @@ def _persona(value: str | None) -> str | None:
 
 @app.command("list")
 def list_command(
-    status: Annotated[Status | None, typer.Option(help="Only executions in this status")] = None,
+    status: Annotated[
+        ExecutionStatus | None, typer.Option(help="Only executions in this status")
+    ] = None,
     persona: Annotated[
         str | None, typer.Option(callback=_persona, help="Only this persona's executions")
     ] = None,
@@ -108,13 +99,13 @@ def list_command(
             rows, total = await service.list_executions(
                 session, flt, principal=None, limit=limit, offset=0
             )
-            _print_list(rows, total)
+            _print_list([ExecutionSummary.model_validate(r) for r in rows], total)
         return 0
 
     raise typer.Exit(execute(body))
 
 
-def _print_list(rows: Sequence[AgentExecution], total: int) -> None:
+def _print_list(rows: Sequence[ExecutionSummary], total: int) -> None:
     # Ids and statuses are never cut (the id is what the other commands take); the time
     # shows when there is room; the command gets the width that is left.
     columns = [("ID", 36), ("Status", 17), ("Persona", 11)]

@@ -41,6 +41,13 @@ from jarvis.llm.providers import Providers
 from jarvis.orchestration import service
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.events import EVENTS_CHANNEL
+from jarvis.orchestration.lifecycle import (
+    AWAITING_PERSON,
+    FINAL,
+    PAUSE_EVENT,
+    TERMINAL_EVENTS,
+    ExecutionStatus,
+)
 from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
     ExecutionCreate,
@@ -54,8 +61,13 @@ CLI_ACTOR = Actor.system("cli")
 MAX_ID = 2**31 - 1
 EXIT_AWAITING_APPROVAL = 3
 EXIT_INVALID = 2
-# The exit code each final (or paused) status leaves the command with.
-EXIT_CODES = {"completed": 0, "awaiting_approval": EXIT_AWAITING_APPROVAL}
+# The exit code each status the run stops in leaves the command with: 0 completed, 3 when
+# a person must decide, 1 for the other final statuses (and anything unexpected).
+EXIT_CODES: dict[str, int] = {
+    **{status: 1 for status in FINAL},
+    ExecutionStatus.COMPLETED: 0,
+    **{status: EXIT_AWAITING_APPROVAL for status in AWAITING_PERSON},
+}
 STATUS_STYLE = {
     "completed": "green",
     "running": "cyan",
@@ -68,15 +80,7 @@ STATUS_STYLE = {
 }
 NOTE_CHARS = 90
 # The events after which an execution's run publishes nothing more.
-LAST_EVENTS = frozenset(
-    {
-        "awaiting_approval",
-        "execution_completed",
-        "execution_failed",
-        "execution_cancelled",
-        "execution_rejected",
-    }
-)
+LAST_EVENTS = frozenset({PAUSE_EVENT, *TERMINAL_EVENTS})
 # How long to wait for the events still on their way once the engine has returned.
 DRAIN_SECONDS = 2.0
 

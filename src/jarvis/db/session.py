@@ -67,3 +67,4 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
+Db = Annotated[Database, Depends(get_database)]

@@ -29,9 +29,9 @@ from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration import leases
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.service import queued_executions
+from jarvis.orchestration.store import leases as lease_store
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class Sweeper:
         now = utcnow()
         stale = now - timedelta(seconds=self.lease_seconds * STALE_QUEUED_LEASES)
         async with unit_of_work(self.db, write=False) as session:
-            found = await leases.orphans(session, now=now, queued_before=stale)
+            found = await lease_store.orphans(session, now=now, queued_before=stale)
         for execution_id in found:
             log.info("execution_swept", execution_id=execution_id)
             await self.submit(execution_id)

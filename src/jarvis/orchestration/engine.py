@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +22,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection
 
 from jarvis.agents.kinds.base import KindServices
 from jarvis.agents.listing import mark_registry_changed
@@ -33,28 +36,39 @@ from jarvis.kit.bus import GAP, EventBus
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.llm.base import LLMProvider
 from jarvis.llm.providers import Providers
-from jarvis.orchestration import leases
-from jarvis.orchestration.events import CONTROL_CHANNEL, event
-from jarvis.orchestration.metrics import sla_thresholds, update_metrics
-from jarvis.orchestration.models import (
-    AgentExecution,
-    ExecutionStep,
-    events_table,
-    executions_table,
-    steps_table,
+from jarvis.orchestration.adapters import ExecutionsSeen
+from jarvis.orchestration.events import (
+    CONTROL_CHANNEL,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionResumed,
+    ExecutionStarted,
 )
-from jarvis.orchestration.recorder import Recorder, number_events, publish_events
+from jarvis.orchestration.lifecycle import STEP_OPEN, STEP_UNFINISHED, ExecutionStatus, StepStatus
+from jarvis.orchestration.metrics import sla_thresholds, update_metrics
+from jarvis.orchestration.recorder import Recorder, publish_events
 from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun, ExecutionState
 from jarvis.orchestration.selection import candidates_by_layer
-from jarvis.orchestration.stats import ExecutionsSeen
+from jarvis.orchestration.store import events as event_store
+from jarvis.orchestration.store import executions as execution_store
+from jarvis.orchestration.store import leases as lease_store
+from jarvis.orchestration.store import steps as step_store
 
 log = structlog.get_logger(__name__)
 
-FINAL_ACTIVITY = {
-    "completed": "execution.completed",
-    "failed": "execution.failed",
-    "cancelled": "execution.cancelled",
+X = ExecutionStatus
+# How the engine ends a run, and the activity and event that say so.
+ENDINGS = {
+    X.COMPLETED: ("execution.completed", ExecutionCompleted),
+    X.FAILED: ("execution.failed", ExecutionFailed),
+    X.CANCELLED: ("execution.cancelled", ExecutionCancelled),
 }
+
+
+def new_owner_id() -> str:
+    """A name for an engine, unique across hosts and restarts (its leases' owner)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -97,7 +111,7 @@ class Engine:
         self.bus = bus
         self.providers = providers or Providers(api_key=None)
         # This engine's name in the leases it holds and in the workers table.
-        self.owner = leases.new_owner_id()
+        self.owner = new_owner_id()
         self.lease_seconds = lease_seconds
         self.max_worker_losses = max_worker_losses
         self.kind = kind
@@ -121,7 +135,7 @@ class Engine:
         if self._listener is not None:
             return
         await self.db.run_write(
-            lambda connection: leases.register_worker(
+            lambda connection: lease_store.register_worker(
                 connection,
                 self.owner,
                 kind=self.kind,
@@ -147,7 +161,7 @@ class Engine:
             self._heartbeat = None
             try:
                 await self.db.run_write(
-                    lambda connection: leases.stop_worker(connection, self.owner, now=utcnow())
+                    lambda connection: lease_store.stop_worker(connection, self.owner, now=utcnow())
                 )
             except Exception as exc:  # the heartbeat goes stale anyway
                 log.warning("worker_stop_not_recorded", error=str(exc))
@@ -205,12 +219,12 @@ class Engine:
         if current is not None and not current.done() and earlier and not earlier.settled:
             # A repeated message (or a sweep after a stall): this engine already runs it.
             # A run that is only recording its pause does not count: it was approved.
-            return "running"
+            return X.RUNNING
         claimed = await self._claim(execution_id)
         if claimed is None:
             return await self._status(execution_id)
         if isinstance(claimed, _Lost):
-            return "failed"
+            return X.FAILED
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - run() is always awaited inside a task
         self._running[execution_id] = task
@@ -240,22 +254,22 @@ class Engine:
                     log.warning("execution_lease_lost", execution_id=execution_id)
                     return "abandoned"
                 if execution_id in self._cancel_requested or run.cancel_requested:
-                    await self._finish(run, claimed, "cancelled", "cancelled by request")
-                    return "cancelled"
+                    await self._finish(run, claimed, X.CANCELLED, "cancelled by request")
+                    return X.CANCELLED
                 await self._hand_back(run, execution_id)
                 raise
             except Exception as exc:
                 log.exception("execution_crashed", execution_id=execution_id)
-                await self._finish(run, claimed, "failed", f"internal error: {exc}")
-                return "failed"
+                await self._finish(run, claimed, X.FAILED, f"internal error: {exc}")
+                return X.FAILED
             if outcome == "paused":
                 await recorder.write(self._paused_activity(run, claimed))
-                return "awaiting_approval"
+                return X.AWAITING_APPROVAL
             if outcome == "failed":
-                await self._finish(run, claimed, "failed", error)
-                return "failed"
-            await self._finish(run, claimed, "completed", None)
-            return "completed"
+                await self._finish(run, claimed, X.FAILED, error)
+                return X.FAILED
+            await self._finish(run, claimed, X.COMPLETED, None)
+            return X.COMPLETED
         finally:
             # Only our own registration: an approval may already have started the next run
             # of this execution while this one was recording its pause.
@@ -279,9 +293,7 @@ class Engine:
 
     async def _status(self, execution_id: str) -> str:
         async with unit_of_work(self.db, write=False) as session:
-            status = await session.scalar(
-                select(AgentExecution.status).where(AgentExecution.execution_id == execution_id)
-            )
+            status = await execution_store.status(session, execution_id)
         return status or "missing"
 
     async def _claim(self, execution_id: str) -> _Claimed | _Lost | None:
@@ -327,14 +339,14 @@ class Engine:
         now = utcnow()
 
         def apply(connection: Connection) -> dict[str, Any]:
-            held = leases.renew(
+            held = lease_store.renew(
                 connection,
                 running,
                 owner=self.owner,
                 now=now,
                 lease_seconds=self.lease_seconds,
             )
-            leases.beat_worker(connection, self.owner, running=len(running), now=now)
+            lease_store.beat_worker(connection, self.owner, running=len(running), now=now)
             return held
 
         held = await self.db.run_write(apply)
@@ -359,12 +371,9 @@ class Engine:
         """Shutting down: leave the execution ``queued`` so the next start resumes it."""
 
         def requeue(connection: Connection) -> None:
-            if leases.release(connection, execution_id, owner=self.owner):
-                connection.execute(
-                    update(executions_table)
-                    .where(executions_table.c.execution_id == execution_id)
-                    .values(layers_done=run.layers_done)
-                )
+            lease_store.release(
+                connection, execution_id, owner=self.owner, layers_done=run.layers_done
+            )
 
         try:
             await run.recorder.write(requeue)
@@ -387,39 +396,38 @@ class Engine:
         return apply
 
     async def _finish(
-        self, run: ExecutionRun, claimed: _Claimed, status: str, error: str | None
+        self, run: ExecutionRun, claimed: _Claimed, status: ExecutionStatus, error: str | None
     ) -> None:
         state = claimed.state
-        result = _result(run) if status == "completed" else None
+        result = _result(run) if status is X.COMPLETED else None
+        activity, ending = ENDINGS[status]
 
         def apply(connection: Connection) -> None:
             now = utcnow()
-            if status == "cancelled":
+            if status is X.CANCELLED:
                 # Steps that had not started their own bookkeeping are cancelled with it.
-                connection.execute(
-                    update(steps_table)
-                    .where(
-                        steps_table.c.execution_id == state.execution_id,
-                        steps_table.c.status.in_(("pending", "running", "awaiting_approval")),
-                    )
-                    .values(status="cancelled", error="cancelled by request", completed_at=now)
+                step_store.end_open(
+                    connection,
+                    state.execution_id,
+                    STEP_OPEN,
+                    StepStatus.CANCELLED,
+                    error="cancelled by request",
+                    now=now,
                 )
-            connection.execute(
-                update(executions_table)
-                .where(executions_table.c.execution_id == state.execution_id)
-                .values(
-                    status=status,
-                    result=result,
-                    error=error,
-                    error_code=None if status == "completed" else _error_code(status, error),
-                    completed_at=now,
-                    duration_ms=int((now - state.started_at).total_seconds() * 1000),
-                    layers_done=run.layers_done,
-                )
+            execution_store.finish(
+                connection,
+                state.execution_id,
+                status,
+                result=result,
+                error=error,
+                error_code=None if status is X.COMPLETED else _error_code(status, error),
+                completed_at=now,
+                duration_ms=_ms_between(state.started_at, now),
+                layers_done=run.layers_done,
             )
             add_activity(
                 connection,
-                type=FINAL_ACTIVITY[status],
+                type=activity,
                 title=f"{status.capitalize()}: {_short(state.command)}",
                 persona=state.persona,
                 user_id=claimed.created_by_id,
@@ -427,15 +435,14 @@ class Engine:
                 detail={"error": error} if error else None,
             )
 
-        closing = event(
-            f"execution_{status}",
-            status=status,
+        closing = ending(
+            status=status.value,
             error=error,
-            durationMs=int((utcnow() - state.started_at).total_seconds() * 1000),
+            duration_ms=_ms_between(state.started_at, utcnow()),
             response=(result or {}).get("response"),
         )
         try:
-            await run.recorder.write(apply, closing)
+            await run.recorder.write(apply, closing.body())
         except Exception:
             log.exception("execution_end_not_recorded", execution_id=state.execution_id)
             raise
@@ -478,43 +485,38 @@ def _claim(
     max_losses: int,
 ) -> _Claimed | _Lost | None:
     now = utcnow()
-    row = leases.claim(connection, execution_id, owner=owner, now=now, lease_seconds=lease_seconds)
+    row = lease_store.claim(
+        connection, execution_id, owner=owner, now=now, lease_seconds=lease_seconds
+    )
     if row is None:
         return None
     started_at = as_utc(row.started_at)
     resumed = started_at != now
-    seq = 1  # a first claim follows the creation's single execution_queued event
-    if resumed:
-        seq = int(
-            connection.scalar(
-                select(func.max(events_table.c.seq)).where(
-                    events_table.c.execution_id == execution_id
-                )
-            )
-            or 0
-        )
+    # A first claim follows the creation's single execution_queued event.
+    seq = event_store.newest_seq(connection, execution_id) if resumed else 1
     if row.worker_losses > max_losses:
         return _Lost(_end_lost(connection, execution_id, row, seq, started_at, now))
     agents = agents_serving(connection, row.persona)
     if resumed:
-        steps = _steps_of(connection, execution_id)
+        steps = step_store.rows_of(connection, execution_id)
         # The events are the record: a layer is done once its layer_completed is stored,
         # whatever the row's progress column last said.
-        layers_done = _layers_completed(connection, execution_id)
+        layers_done = event_store.layers_completed(connection, execution_id)
+        opening = ExecutionResumed(
+            persona=row.persona,
+            command=row.command,
+            layers_done=layers_done,
+            worker_losses=row.worker_losses,
+        ).body()
     else:
         steps, layers_done = [], 0
-    opening = event(
-        "execution_resumed" if resumed else "execution_started",
-        persona=row.persona,
-        command=row.command,
-        layersDone=layers_done,
-        **({"workerLosses": row.worker_losses} if resumed else {}),
-    )
+        opening = ExecutionStarted(
+            persona=row.persona, command=row.command, layers_done=layers_done
+        ).body()
     stored: list[dict[str, Any]] = []
     if resumed:
         # Stored now: any batch the lost engine still writes collides with this number.
-        stored, event_rows = number_events(execution_id, [opening], after=seq)
-        connection.execute(insert(events_table), event_rows)
+        stored = event_store.store(connection, execution_id, [opening], after=seq)
         seq += len(stored)
     state = ExecutionState(
         execution_id=execution_id,
@@ -547,70 +549,28 @@ def _end_lost(
 ) -> list[dict[str, Any]]:
     """End an execution whose engines were lost too often: failed, reason worker_lost."""
     error = f"the engine running it was lost {row.worker_losses} times"
-    connection.execute(
-        update(executions_table)
-        .where(executions_table.c.execution_id == execution_id)
-        .values(
-            status="failed",
-            error=error,
-            error_code="worker_lost",
-            completed_at=now,
-            duration_ms=int((now - started_at).total_seconds() * 1000),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+    execution_store.fail_lost(
+        connection, execution_id, error=error, now=now, duration_ms=_ms_between(started_at, now)
     )
-    connection.execute(
-        update(steps_table)
-        .where(
-            steps_table.c.execution_id == execution_id,
-            steps_table.c.status.in_(("pending", "running")),
-        )
-        .values(status="failed", error="worker lost", completed_at=now)
+    step_store.end_open(
+        connection, execution_id, STEP_UNFINISHED, StepStatus.FAILED, error="worker lost", now=now
     )
+    activity, _ = ENDINGS[X.FAILED]
     add_activity(
         connection,
-        type=FINAL_ACTIVITY["failed"],
+        type=activity,
         title=f"Failed: {_short(row.command)}",
         persona=row.persona,
         user_id=row.created_by_id,
         execution_id=execution_id,
         detail={"error": error},
     )
-    closing = event("execution_failed", status="failed", error=error, errorCode="worker_lost")
-    numbered, event_rows = number_events(execution_id, [closing], after=seq)
-    connection.execute(insert(events_table), event_rows)
-    return numbered
+    closing = ExecutionFailed(status="failed", error=error, error_code="worker_lost").body()
+    return event_store.store(connection, execution_id, [closing], after=seq)
 
 
-def _layers_completed(connection: Connection, execution_id: str) -> int:
-    count = connection.scalar(
-        select(func.count())
-        .select_from(events_table)
-        .where(
-            events_table.c.execution_id == execution_id,
-            events_table.c.type == "layer_completed",
-        )
-    )
-    return int(count or 0)
-
-
-def _steps_of(connection: Connection, execution_id: str) -> list[dict[str, Any]]:
-    result = connection.execute(
-        select(
-            ExecutionStep.id,
-            ExecutionStep.agent_id,
-            ExecutionStep.agent_name,
-            ExecutionStep.layer,
-            ExecutionStep.status,
-            ExecutionStep.attempt,
-            ExecutionStep.output,
-            ExecutionStep.error,
-        )
-        .where(ExecutionStep.execution_id == execution_id)
-        .order_by(ExecutionStep.id)
-    )
-    return [dict(row) for row in result.mappings()]
+def _ms_between(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds() * 1000)
 
 
 def _result(run: ExecutionRun) -> dict[str, Any]:
@@ -632,8 +592,8 @@ def _text_of(output: Any) -> str | None:
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-def _error_code(status: str, error: str | None) -> str:
-    if status == "cancelled":
+def _error_code(status: ExecutionStatus, error: str | None) -> str:
+    if status is X.CANCELLED:
         return "cancelled"
     if error and error.startswith("internal error"):
         return "internal_error"

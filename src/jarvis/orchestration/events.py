@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 from jarvis.core.layers import Layer
@@ -22,39 +22,11 @@ EVENTS_CHANNEL: Final = "jarvis.executions"
 # Instructions to whichever engine runs an execution (e.g. cancel), across instances.
 CONTROL_CHANNEL: Final = "jarvis.executions.control"
 
-EVENT_TYPES: Final = (
-    "execution_queued",
-    "execution_started",
-    "execution_resumed",
-    "layer_started",
-    "step_started",
-    "step_completed",
-    "step_failed",
-    "step_skipped",
-    "step_cancelled",
-    "layer_completed",
-    "awaiting_approval",
-    "step_approved",
-    "step_rejected",
-    "execution_completed",
-    "execution_failed",
-    "execution_cancelled",
-    "execution_rejected",
-)
-
 Event = dict[str, Any]
-
-
-def event(type_: str, **fields: Any) -> Event:
-    """An event body without its number: ``seq``, ``executionId`` and ``at`` are added when
-    it is stored."""
-    return {"type": type_, **fields}
-
-
-def step_fields(step_id: int, agent_id: int | None, name: str, layer: str) -> dict[str, Any]:
-    """The members every step event carries."""
-    return {"stepId": step_id, "agentId": agent_id, "agentName": name, "layer": layer}
-
+# The validation context of an event read back from the store or the bus.
+STORED: Final = "stored"
+# Members an event gets when it is stored: its execution, number and time.
+ENVELOPE: Final = frozenset({"execution_id", "seq", "at"})
 
 # --- the typed events: one model per type -------------------------------------------
 
@@ -62,7 +34,13 @@ TERMINAL_EVENT_TYPES: Final = frozenset(TERMINAL_EVENTS)
 
 
 class EventModel(BaseModel):
-    """What every execution event carries: its type, execution, number and time."""
+    """What every execution event carries: its type, execution, number and time.
+
+    The engine and the service make events with the models below (``StepCompleted(...)``,
+    validated) and hand their ``body()`` to the store, which adds ``executionId``,
+    ``seq`` and ``at`` when it numbers them; ``parse_event`` reads a stored or published
+    event back and requires those three.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -73,27 +51,40 @@ class EventModel(BaseModel):
     )
 
     type: str
-    execution_id: str = Field(min_length=1, max_length=36)
-    seq: int = Field(ge=1, description="1, 2, ... per execution, without gaps")
-    at: datetime
+    execution_id: str | None = Field(default=None, min_length=1, max_length=36)
+    seq: int | None = Field(default=None, ge=1, description="1, 2, ... per execution, no gaps")
+    at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _stored_events_are_numbered(self, info: ValidationInfo) -> EventModel:
+        context = info.context or {}
+        if context.get(STORED) and (self.execution_id is None or self.seq is None or not self.at):
+            raise ValueError("a stored event carries executionId, seq and at")
+        return self
+
+    def body(self) -> Event:
+        """The event as the store takes it: the members given, ``type`` first, camelCase."""
+        fields = self.model_dump(mode="json", exclude_unset=True, exclude=set(ENVELOPE))
+        fields.pop("type", None)
+        return {"type": self.type, **fields}
 
 
 class ExecutionQueued(EventModel):
-    type: Literal["execution_queued"]
+    type: Literal["execution_queued"] = "execution_queued"
     persona: str
     command: str
     retry_of: str | None
 
 
 class ExecutionStarted(EventModel):
-    type: Literal["execution_started"]
+    type: Literal["execution_started"] = "execution_started"
     persona: str
     command: str
     layers_done: int = Field(ge=0)
 
 
 class ExecutionResumed(EventModel):
-    type: Literal["execution_resumed"]
+    type: Literal["execution_resumed"] = "execution_resumed"
     persona: str
     command: str
     layers_done: int = Field(ge=0)
@@ -101,7 +92,7 @@ class ExecutionResumed(EventModel):
 
 
 class LayerStarted(EventModel):
-    type: Literal["layer_started"]
+    type: Literal["layer_started"] = "layer_started"
     layer: Layer
     agents: int = Field(ge=0)
 
@@ -116,13 +107,13 @@ class StepEvent(EventModel):
 
 
 class StepStarted(StepEvent):
-    type: Literal["step_started"]
+    type: Literal["step_started"] = "step_started"
     kind: str
     attempt: int = Field(ge=1)
 
 
 class StepCompleted(StepEvent):
-    type: Literal["step_completed"]
+    type: Literal["step_completed"] = "step_completed"
     status: Literal["completed", "awaiting_approval"]
     attempt: int = Field(ge=1)
     duration_ms: int = Field(ge=0)
@@ -131,7 +122,7 @@ class StepCompleted(StepEvent):
 
 
 class StepFailed(StepEvent):
-    type: Literal["step_failed"]
+    type: Literal["step_failed"] = "step_failed"
     attempt: int = Field(ge=1)
     error: str
     will_retry: bool
@@ -140,17 +131,17 @@ class StepFailed(StepEvent):
 
 
 class StepSkipped(StepEvent):
-    type: Literal["step_skipped"]
+    type: Literal["step_skipped"] = "step_skipped"
     reason: str
 
 
 class StepCancelled(StepEvent):
-    type: Literal["step_cancelled"]
+    type: Literal["step_cancelled"] = "step_cancelled"
     attempt: int = Field(ge=1)
 
 
 class LayerCompleted(EventModel):
-    type: Literal["layer_completed"]
+    type: Literal["layer_completed"] = "layer_completed"
     layer: Layer
     status: Literal["completed", "completed_with_failures"]
     failed: int = Field(ge=0)
@@ -170,19 +161,19 @@ class AwaitingStep(BaseModel):
 
 
 class AwaitingApproval(EventModel):
-    type: Literal["awaiting_approval"]
+    type: Literal["awaiting_approval"] = "awaiting_approval"
     layer: Layer
     steps: list[AwaitingStep]
 
 
 class StepApproved(StepEvent):
-    type: Literal["step_approved"]
+    type: Literal["step_approved"] = "step_approved"
     decided_by: str
     comment: str | None
 
 
 class StepRejected(StepEvent):
-    type: Literal["step_rejected"]
+    type: Literal["step_rejected"] = "step_rejected"
     decided_by: str
     comment: str | None
 
@@ -197,12 +188,12 @@ class ExecutionEnded(EventModel):
 
 
 class ExecutionCompleted(ExecutionEnded):
-    type: Literal["execution_completed"]
+    type: Literal["execution_completed"] = "execution_completed"
     status: Literal["completed"]
 
 
 class ExecutionFailed(ExecutionEnded):
-    type: Literal["execution_failed"]
+    type: Literal["execution_failed"] = "execution_failed"
     status: Literal["failed"]
     error_code: str | None = Field(
         default=None, description="worker_lost when its engines were lost too often"
@@ -210,12 +201,12 @@ class ExecutionFailed(ExecutionEnded):
 
 
 class ExecutionCancelled(ExecutionEnded):
-    type: Literal["execution_cancelled"]
+    type: Literal["execution_cancelled"] = "execution_cancelled"
     status: Literal["cancelled"]
 
 
 class ExecutionRejected(ExecutionEnded):
-    type: Literal["execution_rejected"]
+    type: Literal["execution_rejected"] = "execution_rejected"
     status: Literal["rejected"]
 
 
@@ -272,9 +263,12 @@ EVENT_MODELS: Final[dict[str, type[EventModel]]] = {
 }
 
 
+EVENT_TYPES: Final = tuple(EVENT_MODELS)
+
+
 def parse_event(body: dict[str, Any]) -> ExecutionEvent:
     """The typed form of a stored or published event dict (raises ``ValidationError``)."""
-    return execution_event_adapter.validate_python(body)
+    return execution_event_adapter.validate_python(body, context={STORED: True})
 
 
 def is_terminal(body: dict[str, Any]) -> bool:

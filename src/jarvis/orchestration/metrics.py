@@ -1,6 +1,6 @@
 """Agent performance after each execution: success rate, response time, SLA status.
 
-Computed from each agent's most recent settled steps (``WINDOW`` of them), so a change in
+Computed from each agent's most recent settled steps (``STEPS_PER_AGENT`` of them), so a change in
 behaviour shows within a day's work and one bad hour does not stick for ever. Thresholds
 come from ConfigService per agent (``sla.success_rate_min``, ``sla.response_time_ms``):
 
@@ -14,17 +14,15 @@ come from ConfigService per agent (``sla.success_rate_min``, ``sla.response_time
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
-from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, and_, bindparam, case, func, select, union_all
+from sqlalchemy import Connection
 
 from jarvis.agents.service import MetricsUpdate, store_metrics
 from jarvis.config.service import ConfigService
 from jarvis.core.scope import Scope
-from jarvis.orchestration.models import steps_table
+from jarvis.orchestration.store.figures import STEPS_PER_AGENT, agent_step_figures
 
-WINDOW = 100
+__all__ = ["STEPS_PER_AGENT", "sla_status", "sla_thresholds", "update_metrics"]
 # Agents whose figures one query computes (see update_metrics).
 AGENTS_PER_QUERY = 200
 
@@ -33,46 +31,6 @@ def sla_status(success_rate: float, avg_ms: float, *, min_rate: float, max_ms: i
     """green / amber / red from the two thresholds (``min_rate`` is a share, 0..1)."""
     missed = int(success_rate < min_rate * 100) + int(avg_ms > max_ms)
     return ("green", "amber", "red")[missed]
-
-
-@lru_cache(maxsize=64)
-def _recent_figures(count: int) -> Select[Any]:
-    """Per agent: settled, completed, mean duration, completed within its time limit;
-    over each of ``count`` agents' newest WINDOW settled steps, read backwards along the
-    (agent_id, id) index, so the work stays bounded however long the history grows.
-    Agent ids and limits are bind parameters (a0.., t0..): built once per count."""
-    settled = steps_table.c.status.in_(("completed", "failed"))
-    per_agent = [
-        select(steps_table.c.agent_id, steps_table.c.status, steps_table.c.duration_ms)
-        .where(steps_table.c.agent_id == bindparam(f"a{i}", type_=Integer), settled)
-        .order_by(steps_table.c.id.desc())
-        .limit(WINDOW)
-        .subquery()
-        for i in range(count)
-    ]
-    recent = union_all(*(select(*sub.c) for sub in per_agent)).subquery()
-    completed = recent.c.status == "completed"
-    within = case(
-        *[
-            (
-                and_(
-                    completed,
-                    recent.c.agent_id == bindparam(f"a{i}", type_=Integer),
-                    recent.c.duration_ms <= bindparam(f"t{i}", type_=Integer),
-                ),
-                1,
-            )
-            for i in range(count)
-        ],
-        else_=0,
-    )
-    return select(
-        recent.c.agent_id,
-        func.count(),
-        func.sum(case((completed, 1), else_=0)),
-        func.avg(func.coalesce(recent.c.duration_ms, 0)),
-        func.sum(within),
-    ).group_by(recent.c.agent_id)
 
 
 async def sla_thresholds(
@@ -108,9 +66,9 @@ def _figures(
     for index, agent_id in enumerate(agents):
         params[f"a{index}"] = agent_id
         params[f"t{index}"] = thresholds[agent_id][1]
-    rows = connection.execute(_recent_figures(len(agents)), params)
+    rows = agent_step_figures(connection, params, len(agents))
     updates = []
-    for agent_id, total, ok, avg_ms, within in rows.all():
+    for agent_id, total, ok, avg_ms, within in rows:
         min_rate, max_ms = thresholds[agent_id]
         rate = round(100 * (ok or 0) / total, 2)
         avg = float(avg_ms or 0)

@@ -23,27 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from jarvis.db.base import Base
 from jarvis.kit.clock import utcnow
+from jarvis.orchestration.lifecycle import ExecutionStatus, StepStatus
 
-EXECUTION_STATUSES = (
-    "queued",
-    "running",
-    "awaiting_approval",
-    "completed",
-    "failed",
-    "cancelled",
-    "rejected",
-)
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "rejected"})
-STEP_STATUSES = (
-    "pending",
-    "running",
-    "completed",
-    "failed",
-    "skipped",
-    "cancelled",
-    "awaiting_approval",
-    "rejected",
-)
+EXECUTION_STATUSES: tuple[str, ...] = tuple(s.value for s in ExecutionStatus)
+STEP_STATUSES: tuple[str, ...] = tuple(s.value for s in StepStatus)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -92,7 +75,7 @@ class AgentExecution(Base):
     cancel_requested_at: Mapped[datetime | None]
     # How many layers have completed, in order: a resumed execution starts at the next one.
     layers_done: Mapped[int] = mapped_column(Integer, default=0)
-    # The engine running it and until when, unless it renews (leases.py); another engine may
+    # The engine running it and until when, unless it renews (store/leases.py); another engine may
     # resume a running execution whose lease has expired.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]

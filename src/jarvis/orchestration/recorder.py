@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import Connection, Executable, func, insert, select
+from sqlalchemy import Connection, Executable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
 from jarvis.db.session import after_commit
 from jarvis.kit.bus import EventBus
-from jarvis.kit.clock import utcnow
 from jarvis.orchestration.events import EVENTS_CHANNEL, Event
-from jarvis.orchestration.models import ExecutionEvent, events_table
+from jarvis.orchestration.store import events as event_rows
 
 log = structlog.get_logger(__name__)
 
@@ -41,50 +40,6 @@ class Emit(NamedTuple):
 
     result: Any
     events: list[Event]
-
-
-async def last_seq(session: AsyncSession, execution_id: str) -> int:
-    """The number of the execution's newest event (0 when it has none)."""
-    found = await session.scalar(
-        select(func.max(ExecutionEvent.seq)).where(ExecutionEvent.execution_id == execution_id)
-    )
-    return int(found or 0)
-
-
-def number_events(
-    execution_id: str, events: Sequence[Event], *, after: int
-) -> tuple[list[Event], list[dict[str, Any]]]:
-    """``events`` numbered from ``after + 1``, and their rows for ``events_table``."""
-    now = utcnow()
-    stamped = now.isoformat()
-    numbered = [
-        {**body, "executionId": execution_id, "seq": after + index, "at": stamped}
-        for index, body in enumerate(events, start=1)
-    ]
-    rows = [
-        {
-            "execution_id": execution_id,
-            "seq": body["seq"],
-            "type": body["type"],
-            "payload": body,
-            "created_at": now,
-        }
-        for body in numbered
-    ]
-    return numbered, rows
-
-
-async def store_events(
-    session: AsyncSession, execution_id: str, events: Sequence[Event], *, after: int
-) -> list[Event]:
-    """Number ``events`` from ``after + 1`` and add them to the session; return them whole."""
-    if not events:
-        return []
-    numbered, rows = number_events(execution_id, events, after=after)
-    # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
-    connection = await session.connection()
-    await connection.execute(insert(events_table), rows)
-    return numbered
 
 
 async def publish_events(bus: EventBus, events: Sequence[Event]) -> None:
@@ -111,8 +66,8 @@ async def append_events(
     caller holds the execution row's lock, so numbers cannot collide. ``first``: the
     execution is new and has no events yet.
     """
-    after = 0 if first else await last_seq(session, execution_id)
-    numbered = await store_events(session, execution_id, events, after=after)
+    after = 0 if first else await event_rows.last_seq(session, execution_id)
+    numbered = await event_rows.store_async(session, execution_id, events, after=after)
     if bus is None:
         return numbered
 
@@ -290,8 +245,7 @@ class Recorder:
             connection.execute(statement, list(rows.values()))
         numbered: list[Event] = []
         if events:
-            numbered, event_rows = number_events(self.execution_id, events, after=self.seq)
-            connection.execute(insert(events_table), event_rows)
+            numbered = event_rows.store(connection, self.execution_id, events, after=self.seq)
         # Only a committed batch uses up its numbers: the caller's transaction commits
         # right after this returns, and a failure there raises before seq moves on.
         return results, numbered

@@ -6,24 +6,20 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.dependencies import limit_executions
 from jarvis.core.guards import Authenticated, ExecutionsApprover, ExecutionsCreator
-from jarvis.core.identity import Principal
-from jarvis.db.session import DbSession, after_commit
-from jarvis.kit.bus import EventBus
+from jarvis.db.session import Db, DbSession
 from jarvis.kit.schema import Limit, Offset, Page
-from jarvis.orchestration import service
+from jarvis.orchestration import commands, service
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
-from jarvis.orchestration.dispatcher import Dispatcher
+from jarvis.orchestration.lifecycle import ExecutionStatus
 from jarvis.orchestration.models import AgentExecution
 from jarvis.orchestration.schemas import (
     Decision,
     ExecutionAccepted,
     ExecutionCreate,
     ExecutionOut,
-    ExecutionStatus,
     ExecutionSummary,
 )
 
@@ -32,54 +28,6 @@ router = APIRouter(prefix="/api/agent-executions", tags=["executions"])
 ExecutionId = Annotated[
     str, Path(min_length=1, max_length=36, description="The execution's id (a UUID)")
 ]
-
-
-def _dispatch_after_commit(
-    session: AsyncSession, dispatcher: Dispatcher, execution_id: str
-) -> None:
-    async def submit() -> None:
-        await dispatcher.submit(execution_id)
-
-    after_commit(session, submit)
-
-
-async def start_execution(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    data: ExecutionCreate,
-    *,
-    bus: EventBus,
-    dispatcher: Dispatcher,
-) -> AgentExecution:
-    """Queue ``data`` as ``principal``'s execution (rate limit, persona rule) and dispatch it
-    once the request commits: what POST /api/agent-executions does, shared by the pages'
-    command bar."""
-    await limit_executions(request, principal)
-    execution = await service.create_execution(
-        session, data, actor=principal.actor, principal=principal, bus=bus
-    )
-    _dispatch_after_commit(session, dispatcher, execution.execution_id)
-    return execution
-
-
-async def approve_and_continue(
-    session: AsyncSession,
-    execution_id: str,
-    decision: Decision,
-    *,
-    principal: Principal,
-    bus: EventBus,
-    dispatcher: Dispatcher,
-) -> AgentExecution:
-    """Approve the waiting step(s); once none waits, the execution runs on after commit
-    (POST /api/agent-executions/{id}/approve and the execution page share it)."""
-    execution = await service.approve_execution(
-        session, bus, execution_id, decision, principal=principal, actor=principal.actor
-    )
-    if execution.status == "queued":
-        _dispatch_after_commit(session, dispatcher, execution_id)
-    return execution
 
 
 def _accepted(execution: AgentExecution, response: Response) -> ExecutionAccepted:
@@ -96,14 +44,15 @@ def _accepted(execution: AgentExecution, response: Response) -> ExecutionAccepte
 async def create_execution(
     body: ExecutionCreate,
     principal: ExecutionsCreator,
-    session: DbSession,
+    db: Db,
     bus: Bus,
     dispatcher: DispatcherDep,
     request: Request,
     response: Response,
 ) -> ExecutionAccepted:
-    execution = await start_execution(
-        request, session, principal, body, bus=bus, dispatcher=dispatcher
+    await limit_executions(request, principal)
+    execution = await commands.start_execution(
+        db, body, principal=principal, bus=bus, dispatcher=dispatcher
     )
     return _accepted(execution, response)
 
@@ -173,10 +122,9 @@ async def retry_execution(
     dispatcher: DispatcherDep,
     response: Response,
 ) -> ExecutionAccepted:
-    execution = await service.retry_execution(
-        session, bus, execution_id, principal=principal, actor=principal.actor
+    execution = await commands.retry_and_dispatch(
+        session, execution_id, principal=principal, bus=bus, dispatcher=dispatcher
     )
-    _dispatch_after_commit(session, dispatcher, execution.execution_id)
     return _accepted(execution, response)
 
 
@@ -193,7 +141,7 @@ async def approve_execution(
     dispatcher: DispatcherDep,
     body: Decision | None = None,
 ) -> ExecutionSummary:
-    execution = await approve_and_continue(
+    execution = await commands.approve_and_continue(
         session,
         execution_id,
         body or Decision(),

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
 from jarvis.agents.kinds.base import (
     AgentKind,
@@ -36,11 +36,19 @@ from jarvis.core.scope import Scope
 from jarvis.errors import JarvisError
 from jarvis.kit.clock import utcnow
 from jarvis.kit.schema import find_unstorable
-from jarvis.orchestration.events import event, step_fields
-from jarvis.orchestration.models import (
-    executions_table,
-    steps_table,
+from jarvis.orchestration.events import (
+    AwaitingApproval,
+    AwaitingStep,
+    LayerCompleted,
+    LayerStarted,
+    StepCancelled,
+    StepCompleted,
+    StepEvent,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
 )
+from jarvis.orchestration.lifecycle import STEP, STEP_COUNTED, STEP_UNFINISHED, StepStatus
 from jarvis.orchestration.recorder import Emit, InsertRows, Recorder, RowChange
 from jarvis.orchestration.selection import (
     Candidate,
@@ -48,33 +56,17 @@ from jarvis.orchestration.selection import (
     find_intent,
     make_plan,
 )
+from jarvis.orchestration.store import executions as execution_store
+from jarvis.orchestration.store import steps as step_store
 
 log = structlog.get_logger(__name__)
 
 MAX_OUTPUT_BYTES = 256 * 1024
 PREVIEW_CHARS = 400
-SETTLED = frozenset({"completed", "failed", "skipped", "cancelled", "rejected"})
 
 LayerOutcome = Literal["completed", "failed", "paused"]
 
 
-# A running step's columns; updates override what changed.
-_RUNNING: dict[str, Any] = {
-    "status": "running",
-    "started_at": None,
-    "attempt": 1,
-    "output": None,
-    "error": None,
-    "completed_at": None,
-    "duration_ms": None,
-    "token_usage": None,
-}
-# Keys named like columns become the SET clause of each executemany row.
-_STEP_UPDATE = update(steps_table).where(steps_table.c.id == bindparam("b_step_id"))
-# A batch's new steps, all layers' in one statement; ids come back in the rows' order.
-_STEP_INSERT = insert(steps_table).returning(
-    steps_table.c.id, steps_table.c.agent_id, sort_by_parameter_order=True
-)
 # How often, at most, a layer's start reads whether a cancellation was requested through the
 # database (a backstop for a lost cancel message; the message itself acts at once).
 CANCEL_CHECK_SECONDS = 1.0
@@ -98,7 +90,7 @@ class StepPolicy:
 @dataclass
 class StepOutcome:
     spec: AgentSpec
-    status: str  # completed | failed | awaiting_approval | cancelled
+    status: StepStatus  # completed | failed | awaiting_approval | cancelled
     output: dict[str, Any] | None = None
     error: str | None = None
 
@@ -186,16 +178,21 @@ class ExecutionRun:
         self.settled_agents: set[int] = {
             s["agent_id"]
             for s in state.steps
-            if s["agent_id"] is not None and s["status"] in ("completed", "failed")
+            if s["agent_id"] is not None and s["status"] in STEP_COUNTED
         }
         self._existing = {s["agent_id"]: s for s in state.steps if s["agent_id"] is not None}
+        # Each step's status as this run last recorded it: every change is checked
+        # against the step lifecycle (the engine is the only writer of a running step).
+        self._status: dict[int, StepStatus] = {
+            a: StepStatus(s["status"]) for a, s in self._existing.items()
+        }
         # When each step's agent began (every step update sets all columns).
         self._started_at: dict[int, datetime | None] = {}
         # Agent id -> step id; filled when the writer inserts a layer's steps.
         self.step_ids: dict[int, int] = {a: s["id"] for a, s in self._existing.items()}
         self._handles = {c.spec.id: c.spec.handle for cs in layers.values() for c in cs}
         for step in state.steps:
-            if step["status"] == "completed" and step["output"] is not None:
+            if step["status"] == StepStatus.COMPLETED and step["output"] is not None:
                 self._remember(step["layer"], step["agent_id"], step["agent_name"], step["output"])
 
     # --- context ---------------------------------------------------------------------------
@@ -229,9 +226,7 @@ class ExecutionRun:
         fresh = [c for c in candidates if c.spec.id not in existing]
         # Steps a lost worker left running are run again; settled ones are kept.
         rerun = [
-            c
-            for c in candidates
-            if existing.get(c.spec.id, {}).get("status") in ("pending", "running")
+            c for c in candidates if existing.get(c.spec.id, {}).get("status") in STEP_UNFINISHED
         ]
         # What each agent starts from, taken now: the writer may store the steps only
         # after later agents have already added their outputs to the context.
@@ -250,31 +245,30 @@ class ExecutionRun:
         runnable = [c for c in fresh if c.skip_reason is None] + rerun
         policy = await self._failure_policy(layer)
         outcomes = await self._run_agents(runnable, policy, existing)
-        failed = [o for o in outcomes if o.status == "failed"]
+        failed = [o for o in outcomes if o.status == StepStatus.FAILED]
         if failed and policy == "fail_fast":
             names = ", ".join(o.spec.name for o in failed)
             return "failed", f"{layer.value} layer failed: {names}: {failed[0].error}"
         for candidate in candidates:  # registry order, so the context is deterministic
             for outcome in outcomes:
-                if outcome.spec.id == candidate.spec.id and outcome.status == "completed":
+                if outcome.spec.id == candidate.spec.id and outcome.status == StepStatus.COMPLETED:
                     self._remember(layer.value, outcome.spec.id, outcome.spec.name, outcome.output)
-        waiting = [o for o in outcomes if o.status == "awaiting_approval"] + [
+        waiting = [o for o in outcomes if o.status == StepStatus.AWAITING_APPROVAL] + [
             self._outcome_of(c.spec, existing[c.spec.id])
             for c in candidates
-            if existing.get(c.spec.id, {}).get("status") == "awaiting_approval"
+            if existing.get(c.spec.id, {}).get("status") == StepStatus.AWAITING_APPROVAL
         ]
         if waiting:
 
             def pause(connection: Connection) -> Emit:
-                self._set_status(connection, "awaiting_approval")
+                execution_store.pause(
+                    connection, self.state.execution_id, layers_done=self.layers_done
+                )
                 steps = [
-                    {
-                        **self._fields(o.spec),
-                        "outputPreview": preview(o.output),
-                    }
+                    AwaitingStep(**self._fields(o.spec), output_preview=preview(o.output))
                     for o in waiting
                 ]
-                return Emit(None, [event("awaiting_approval", layer=layer.value, steps=steps)])
+                return Emit(None, [AwaitingApproval(layer=layer, steps=steps).body()])
 
             # Decided: from here an approval may start the next run while this one still
             # records the pause; neither a cancel nor a lease renewal concerns this run.
@@ -291,20 +285,21 @@ class ExecutionRun:
             plan = make_plan(find_intent(meta), self.layers)
             self.plan = plan
             self.context["plan"] = plan
-        completed_event = event(
-            "layer_completed",
-            layer=layer.value,
-            status="completed_with_failures" if failed else "completed",
-            failed=len(failed),
+        ended: Literal["completed", "completed_with_failures"] = (
+            "completed_with_failures" if failed else "completed"
         )
+        completed = LayerCompleted(layer=layer, status=ended, failed=len(failed))
         if plan is not None:
-            completed_event["plan"] = plan
+            completed = LayerCompleted(layer=layer, status=ended, failed=len(failed), plan=plan)
+        completed_event = completed.body()
         self.layers_done = index + 1
         if plan is None:
             self.recorder.record(None, completed_event, independent=True)
         else:
             self.recorder.record(
-                lambda connection: self._store_plan(connection, plan),
+                lambda connection: execution_store.store_plan(
+                    connection, self.state.execution_id, plan, layers_done=self.layers_done
+                ),
                 completed_event,
                 independent=True,
             ).add_done_callback(self._notice_cancel)
@@ -330,7 +325,7 @@ class ExecutionRun:
                 "agent_kind": c.spec.kind,
                 "layer": layer.value,
                 "position": position,
-                "status": "pending" if c.skip_reason is None else "skipped",
+                "status": StepStatus.PENDING if c.skip_reason is None else StepStatus.SKIPPED,
                 "attempt": 1,
                 "input": inputs.get(c.spec.id),
                 "error": c.skip_reason,
@@ -343,23 +338,21 @@ class ExecutionRun:
                 self.step_ids[agent_id] = step_id
             events: list[dict[str, Any]] = []
             if not started:
-                events.append(event("layer_started", layer=layer.value, agents=len(fresh)))
+                events.append(LayerStarted(layer=layer, agents=len(fresh)).body())
             for c in fresh:
                 if c.skip_reason is not None:
-                    events.append(
-                        event("step_skipped", **self._fields(c.spec), reason=c.skip_reason)
-                    )
+                    events.append(StepSkipped(**self._fields(c.spec), reason=c.skip_reason).body())
             # step_started follows when each agent actually begins (it may wait for a slot).
             return Emit(None, events)
 
-        return InsertRows(_STEP_INSERT, rows, describe)
+        for c in fresh:
+            self._status[c.spec.id] = (
+                StepStatus.PENDING if c.skip_reason is None else StepStatus.SKIPPED
+            )
+        return InsertRows(step_store.INSERT, rows, describe)
 
     def _read_cancel(self, connection: Connection) -> Any:
-        return connection.scalar(
-            select(executions_table.c.cancel_requested_at).where(
-                executions_table.c.execution_id == self.state.execution_id
-            )
-        )
+        return execution_store.cancel_requested_at(connection, self.state.execution_id)
 
     def _record_cancelled(self, spec: AgentSpec, *, attempt: int, started: float | None) -> None:
         why = (
@@ -370,36 +363,47 @@ class ExecutionRun:
         self._record_step(
             spec,
             {
-                "status": "cancelled",
+                "status": StepStatus.CANCELLED,
                 "attempt": attempt,
                 "error": why,
                 "completed_at": utcnow(),
                 "duration_ms": None if started is None else _ms_since(started),
             },
-            "step_cancelled",
+            StepCancelled,
             attempt=attempt,
         )
 
     def _fields(self, spec: AgentSpec) -> dict[str, Any]:
-        return step_fields(self.step_ids[spec.id], spec.id, spec.name, spec.layer)
+        """The members every event about the agent's step carries."""
+        return {
+            "step_id": self.step_ids[spec.id],
+            "agent_id": spec.id,
+            "agent_name": spec.name,
+            "layer": spec.layer,
+        }
 
     def _record_step(
-        self, spec: AgentSpec, values: dict[str, Any], type_: str, **fields: Any
+        self, spec: AgentSpec, values: dict[str, Any], model: type[StepEvent], **fields: Any
     ) -> None:
-        """Queue an update of the agent's step and the event that describes it.
+        """Queue an update of the agent's step and the event (``model``) that describes it.
 
         Every update sets the same columns (the engine knows them all: it is the only
         writer of a running step), so updates that meet in a batch are one executemany.
+        The move is checked against the step lifecycle before it is queued.
         """
-        row = {**_RUNNING, "started_at": self._started_at.get(spec.id), **values}
+        target = StepStatus(values.get("status", StepStatus.RUNNING))
+        current = self._status.get(spec.id, StepStatus.PENDING)
+        STEP.check(current, target, subject=f"the step of {spec.name}")
+        self._status[spec.id] = target
+        row = {**step_store.RUNNING_COLUMNS, "started_at": self._started_at.get(spec.id)}
+        row.update(values)
+        row["status"] = target.value
 
         def describe() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            return (
-                {"b_step_id": self.step_ids[spec.id], **row},
-                [event(type_, **self._fields(spec), **fields)],
-            )
+            event = model(**self._fields(spec), **fields)
+            return {step_store.STEP_KEY: self.step_ids[spec.id], **row}, [event.body()]
 
-        self.recorder.record(RowChange(_STEP_UPDATE, describe, key="b_step_id"))
+        self.recorder.record(RowChange(step_store.UPDATE, describe, key=step_store.STEP_KEY))
 
     def _step_input(self, spec: AgentSpec) -> dict[str, Any]:
         plan = self.plan or {}
@@ -476,9 +480,7 @@ class ExecutionRun:
     async def _run_step(self, spec: AgentSpec, attempt: int, layer_policy: str) -> StepOutcome:
         started = time.perf_counter()
         self._started_at[spec.id] = utcnow()
-        self._record_step(
-            spec, {"attempt": attempt}, "step_started", kind=spec.kind, attempt=attempt
-        )
+        self._record_step(spec, {"attempt": attempt}, StepStarted, kind=spec.kind, attempt=attempt)
         try:
             kind, settings = self._prepare(spec)
             scope, policy = await self._step_policy(spec)
@@ -493,18 +495,18 @@ class ExecutionRun:
                 self._record_step(
                     spec,
                     {"attempt": attempt + 1, "error": attempted},
-                    "step_failed",
+                    StepFailed,
                     attempt=attempt,
                     error=attempted,
-                    willRetry=True,
-                    retryInSeconds=delay,
+                    will_retry=True,
+                    retry_in_seconds=delay,
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
                 self._record_step(
                     spec,
                     {"attempt": attempt, "error": attempted},
-                    "step_started",
+                    StepStarted,
                     kind=spec.kind,
                     attempt=attempt,
                 )
@@ -519,27 +521,29 @@ class ExecutionRun:
             self._record_step(
                 spec,
                 {
-                    "status": "failed",
+                    "status": StepStatus.FAILED,
                     "attempt": failure.attempt,
                     "error": failure.message,
                     "completed_at": utcnow(),
                     "duration_ms": duration,
                 },
-                "step_failed",
+                StepFailed,
                 attempt=failure.attempt,
                 error=failure.message,
-                willRetry=False,
-                durationMs=duration,
+                will_retry=False,
+                duration_ms=duration,
             )
             self.settled_agents.add(spec.id)
-            outcome = StepOutcome(spec, "failed", error=failure.message)
+            outcome = StepOutcome(spec, StepStatus.FAILED, error=failure.message)
             if layer_policy == "fail_fast":
                 self._failing_fast = True
                 raise LayerFailed(outcome) from None
             return outcome
         output = result.output
-        status = "awaiting_approval" if settings.requires_approval else "completed"
-        if status == "completed":
+        status = StepStatus.COMPLETED
+        if settings.requires_approval:
+            status = StepStatus.AWAITING_APPROVAL
+        if status == StepStatus.COMPLETED:
             self.settled_agents.add(spec.id)
         duration = _ms_since(started)
         usage = result.usage.as_json() if result.usage else None
@@ -554,12 +558,12 @@ class ExecutionRun:
                 "duration_ms": duration,
                 "token_usage": usage,
             },
-            "step_completed",
-            status=status,
+            StepCompleted,
+            status=status.value,
             attempt=attempt,
-            durationMs=duration,
-            outputPreview=preview(output),
-            tokenUsage=usage,
+            duration_ms=duration,
+            output_preview=preview(output),
+            token_usage=usage,
         )
         return StepOutcome(spec, status, output=output)
 
@@ -610,23 +614,6 @@ class ExecutionRun:
         return result
 
     # --- database changes ------------------------------------------------------------------
-
-    def _set_status(self, connection: Connection, status: str) -> None:
-        connection.execute(
-            update(executions_table)
-            .where(executions_table.c.execution_id == self.state.execution_id)
-            .values(status=status, layers_done=self.layers_done)
-        )
-
-    def _store_plan(self, connection: Connection, plan: dict[str, Any]) -> Any:
-        """Store the plan as soon as it is decided; return ``cancel_requested_at`` (a
-        backstop for a lost cancel message, read in the same trip)."""
-        return connection.scalar(
-            update(executions_table)
-            .where(executions_table.c.execution_id == self.state.execution_id)
-            .values(plan=plan, layers_done=self.layers_done)
-            .returning(executions_table.c.cancel_requested_at)
-        )
 
     def _notice_cancel(self, done: asyncio.Future[Any]) -> None:
         """A cancellation read from the database stops the run. A done-callback, so it runs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -11,9 +11,6 @@ from jarvis.kit.schema import ApiInput, ApiModel
 from jarvis.personas.schemas import PersonaKey
 
 MAX_COMMAND_CHARS = 4000
-ExecutionStatus = Literal[
-    "queued", "running", "awaiting_approval", "completed", "failed", "cancelled", "rejected"
-]
 
 
 class ExecutionCreate(ApiInput):

@@ -2,42 +2,50 @@
 
 The engine runs executions; this module records what people ask of them. Decisions on an
 execution lock its row first, so a decision and the engine (or two decisions) cannot
-interleave; anything published waits for the commit.
+interleave; anything published waits for the commit. Every statement is the store's
+(``orchestration.store``); every status change is the lifecycle's
+(``orchestration.lifecycle``).
 
-Until named permissions arrive, the rules are: anyone signed in may run commands as their
-own persona (admins as any persona); a user sees and decides on their own executions,
-an admin on every execution.
+The rules: a caller with ``executions:create`` runs commands as their own persona (admins
+as any persona); a user sees and decides on their own executions, an admin on every
+execution. A ``principal`` of None is a trusted caller (the CLI, the system).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.analytics.service import add_activity, record_activity
+from jarvis.analytics.service import record_activity
 from jarvis.audit.service import record_audit
 from jarvis.core.identity import Actor, Principal
-from jarvis.core.layers import LAYER_ORDER
-from jarvis.db.session import after_commit
+from jarvis.core.layers import LAYER_ORDER, Layer
+from jarvis.db.engine import Database
+from jarvis.db.session import after_commit, unit_of_work
 from jarvis.errors import Conflict, Forbidden, NotFound
 from jarvis.kit.bus import EventBus
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration.events import CONTROL_CHANNEL, event, step_fields
-from jarvis.orchestration.models import (
-    FINAL_STATUSES,
-    AgentExecution,
-    ExecutionEvent,
-    ExecutionStep,
-    commands_table,
-    executions_table,
+from jarvis.orchestration.events import (
+    CONTROL_CHANNEL,
+    Event,
+    ExecutionCancelled,
+    ExecutionQueued,
+    ExecutionRejected,
+    StepApproved,
+    StepRejected,
 )
-from jarvis.orchestration.recorder import append_events
+from jarvis.orchestration.lifecycle import (
+    AWAITING_PERSON,
+    CANCELLABLE,
+    RETRYABLE,
+    STEP_OPEN,
+    ExecutionStatus,
+    StepStatus,
+)
+from jarvis.orchestration.models import AgentExecution, ExecutionEvent, ExecutionStep
+from jarvis.orchestration.recorder import append_events, publish_events
 from jarvis.orchestration.schemas import (
     Decision,
     ExecutionCreate,
@@ -46,19 +54,56 @@ from jarvis.orchestration.schemas import (
     LayerSteps,
     StepOut,
 )
+from jarvis.orchestration.store import events as event_store
+from jarvis.orchestration.store import executions as execution_store
+from jarvis.orchestration.store import steps as step_store
 from jarvis.personas.service import persona_registered, require_persona
 
-
-@dataclass(frozen=True)
-class ExecutionFilter:
-    status: str | None = None
-    persona: str | None = None
-    agent_id: int | None = None
-    since: datetime | None = None
+X = ExecutionStatus
+ExecutionFilter = execution_store.Filter
+# Where the command that asks for an execution came from (``commands.source``).
+SOURCES = ("api", "cli", "web", "email", "voice")
 
 
 def _may_see(execution: AgentExecution, principal: Principal | None) -> bool:
     return principal is None or principal.is_admin or execution.created_by_id == principal.user_id
+
+
+# --- creating -----------------------------------------------------------------------------
+
+
+def _new(
+    data: ExecutionCreate, actor: Actor, *, source: str, retry_of: str | None
+) -> execution_store.NewExecution:
+    queued = ExecutionQueued(persona=data.persona, command=data.command, retry_of=retry_of)
+    return execution_store.NewExecution(
+        execution_id=str(uuid.uuid4()),
+        persona=data.persona,
+        command=data.command,
+        workflow_id=data.workflow_id,
+        actor=actor,
+        source=source,
+        retry_of=retry_of,
+        created_at=utcnow(),
+        queued=queued.body(),
+    )
+
+
+def _acting_for_another(data: ExecutionCreate, principal: Principal | None) -> bool:
+    return principal is not None and not principal.is_admin and data.persona != principal.persona
+
+
+def _forbidden(data: ExecutionCreate, principal: Principal) -> Forbidden:
+    return Forbidden(
+        f"{principal.email} acts as '{principal.persona}' and cannot run commands as "
+        f"'{data.persona}'; only admins may act as another persona"
+    )
+
+
+async def _persona_gone(session: AsyncSession, persona: str) -> Conflict:
+    """Why a persona-checked insert stored nothing: 422 when it is unknown (raised)."""
+    await require_persona(session, persona, loc=("persona",))
+    return Conflict(f"persona '{persona}' was removed while the command was queued")
 
 
 async def create_execution(
@@ -71,66 +116,57 @@ async def create_execution(
     source: str = "api",
     retry_of: str | None = None,
 ) -> AgentExecution:
-    """Queue a command as a new execution (and record the command); the caller dispatches
-    it after commit. ``principal`` None means a trusted caller (CLI, system)."""
-    if principal is not None and not principal.is_admin and data.persona != principal.persona:
-        await require_persona(session, data.persona, loc=("body", "persona"))
-        raise Forbidden(
-            f"{principal.email} acts as '{principal.persona}' and cannot run commands as "
-            f"'{data.persona}'; only admins may act as another persona"
-        )
-    now = utcnow()
-    values: dict[str, Any] = {
-        "execution_id": str(uuid.uuid4()),
-        "persona": data.persona,
-        "command": data.command,
-        "workflow_id": data.workflow_id,
-        "status": "queued",
-        "created_by": actor.label,
-        "created_by_id": actor.user_id,
-        "retry_of": retry_of,
-        "created_at": now,
-        "layers_done": 0,
-    }
-    # Core inserts on the session's connection: creating an execution is on every
-    # command's path, and the ORM's unit of work would add nothing here.
-    connection = await session.connection()
-    # Inserted only when the persona is registered: the check costs no trip of its own.
-    columns = list(values)
-    known = select(*(literal(values[c], executions_table.c[c].type) for c in columns)).where(
-        persona_registered(data.persona)
+    """Queue a command as a new execution (and record the command) in the caller's
+    transaction; the caller dispatches it after commit."""
+    if principal is not None and _acting_for_another(data, principal):
+        await require_persona(session, data.persona, loc=("persona",))
+        raise _forbidden(data, principal)
+    new = _new(data, actor, source=source, retry_of=retry_of)
+    known = persona_registered(data.persona)
+    stored = await session.run_sync(
+        lambda sync: execution_store.create(sync.connection(), new, persona_known=known)
     )
-    stored = await connection.execute(insert(executions_table).from_select(columns, known))
-    if stored.rowcount != 1:
-        await require_persona(session, data.persona, loc=("body", "persona"))
-        raise Conflict(f"persona '{data.persona}' was removed while the command was queued")
-    await connection.execute(
-        insert(commands_table),
-        {
-            "user_id": actor.user_id,
-            "issued_by": actor.label,
-            "persona": data.persona,
-            "text": data.command,
-            "source": source,
-            "execution_id": values["execution_id"],
-            "created_at": now,
-        },
+    if stored is None:
+        raise await _persona_gone(session, data.persona)
+    if bus is not None:
+
+        async def publish() -> None:
+            await publish_events(bus, stored)
+
+        after_commit(session, publish)
+    return AgentExecution(**new.row())
+
+
+async def queue_execution(
+    db: Database,
+    data: ExecutionCreate,
+    *,
+    actor: Actor,
+    principal: Principal | None,
+    bus: EventBus | None,
+    source: str = "api",
+) -> AgentExecution:
+    """``create_execution`` in a transaction of its own, committed when this returns: one
+    write (on a SQLite file, one hand-off to the writer thread), since starting an
+    execution is on every command's path. Publishes ``execution_queued``."""
+    if principal is not None and _acting_for_another(data, principal):
+        async with unit_of_work(db, write=False) as session:
+            await require_persona(session, data.persona, loc=("persona",))
+        raise _forbidden(data, principal)
+    new = _new(data, actor, source=source, retry_of=None)
+    known = persona_registered(data.persona)
+    stored = await db.run_write(
+        lambda connection: execution_store.create(connection, new, persona_known=known)
     )
-    await connection.run_sync(
-        lambda sync: add_activity(
-            sync,
-            type="command.issued",
-            title=data.command,
-            persona=data.persona,
-            user_id=actor.user_id,
-            actor=actor.label,
-            execution_id=values["execution_id"],
-        )
-    )
-    execution = AgentExecution(**values)
-    queued = event("execution_queued", persona=data.persona, command=data.command, retryOf=retry_of)
-    await append_events(session, bus, execution.execution_id, [queued], first=True)
-    return execution
+    if stored is None:
+        async with unit_of_work(db, write=False) as session:
+            raise await _persona_gone(session, data.persona)
+    if bus is not None:
+        await publish_events(bus, stored)
+    return AgentExecution(**new.row())
+
+
+# --- reading ------------------------------------------------------------------------------
 
 
 async def get_execution(
@@ -141,10 +177,7 @@ async def get_execution(
     for_update: bool = False,
 ) -> AgentExecution:
     """The execution; 404 when there is none, 403 when it is someone else's."""
-    query = select(AgentExecution).where(AgentExecution.execution_id == execution_id)
-    if for_update:
-        query = query.with_for_update()
-    execution = await session.scalar(query)
+    execution = await execution_store.get(session, execution_id, for_update=for_update)
     if execution is None:
         raise NotFound(f"no execution with id {execution_id}")
     if not _may_see(execution, principal):
@@ -157,15 +190,7 @@ async def get_execution(
 
 async def steps_of(session: AsyncSession, execution_id: str) -> Sequence[ExecutionStep]:
     """The execution's steps in layer order, then in their order within the layer."""
-    rows = (
-        await session.scalars(
-            select(ExecutionStep)
-            .where(ExecutionStep.execution_id == execution_id)
-            .order_by(ExecutionStep.id)
-        )
-    ).all()
-    rank = {layer.value: index for index, layer in enumerate(LAYER_ORDER)}
-    return sorted(rows, key=lambda s: (rank.get(s.layer, len(rank)), s.position, s.id))
+    return await step_store.steps_of(session, execution_id)
 
 
 async def execution_detail(
@@ -193,13 +218,7 @@ async def events_of(
     session: AsyncSession, execution_id: str, *, after_seq: int, limit: int
 ) -> Sequence[ExecutionEvent]:
     """Stored events after ``after_seq``, oldest first."""
-    rows = await session.scalars(
-        select(ExecutionEvent)
-        .where(ExecutionEvent.execution_id == execution_id, ExecutionEvent.seq > after_seq)
-        .order_by(ExecutionEvent.seq)
-        .limit(limit)
-    )
-    return rows.all()
+    return await event_store.events_of(session, execution_id, after_seq=after_seq, limit=limit)
 
 
 async def list_executions(
@@ -211,39 +230,41 @@ async def list_executions(
     offset: int,
 ) -> tuple[Sequence[AgentExecution], int]:
     """Newest first; a non-admin sees only their own executions."""
-    conditions: list[Any] = []
     if principal is not None and not principal.is_admin:
-        conditions.append(AgentExecution.created_by_id == principal.user_id)
-    if flt.status is not None:
-        conditions.append(AgentExecution.status == flt.status)
-    if flt.persona is not None:
-        conditions.append(AgentExecution.persona == flt.persona)
-    if flt.since is not None:
-        conditions.append(AgentExecution.created_at >= flt.since)
-    if flt.agent_id is not None:
-        conditions.append(
-            exists().where(
-                ExecutionStep.execution_id == AgentExecution.execution_id,
-                ExecutionStep.agent_id == flt.agent_id,
-            )
+        flt = ExecutionFilter(
+            status=flt.status,
+            persona=flt.persona,
+            agent_id=flt.agent_id,
+            since=flt.since,
+            created_by_id=principal.user_id,
         )
-    total = await session.scalar(
-        select(func.count()).select_from(AgentExecution).where(*conditions)
-    )
-    rows = await session.scalars(
-        select(AgentExecution)
-        .where(*conditions)
-        .order_by(AgentExecution.created_at.desc(), AgentExecution.execution_id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return rows.all(), total or 0
+    return await execution_store.page(session, flt, limit=limit, offset=offset)
 
 
-def _duration_ms(execution: AgentExecution, now: datetime) -> int | None:
-    if execution.started_at is None:
-        return None
-    return int((now - execution.started_at).total_seconds() * 1000)
+async def queued_executions(session: AsyncSession, *, limit: int = 1000) -> list[str]:
+    """Executions waiting to run, oldest first (picked up when an engine starts)."""
+    return await execution_store.queued_ids(session, limit=limit)
+
+
+async def last_event_seq(session: AsyncSession, execution_id: str) -> int:
+    """The highest stored event number of the execution (0 before any): a live view read
+    after it replays from there, so it misses nothing."""
+    return await event_store.last_seq(session, execution_id)
+
+
+async def step_progress(
+    session: AsyncSession, execution_ids: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Per execution: (steps completed, steps in all), for a page of a list."""
+    return await step_store.progress(session, execution_ids)
+
+
+async def completed_layers(session: AsyncSession, execution_id: str) -> dict[str, str]:
+    """Layer -> how it completed, from the execution's ``layer_completed`` events."""
+    return await event_store.completed_layers(session, execution_id)
+
+
+# --- people's decisions -------------------------------------------------------------------
 
 
 async def cancel_execution(
@@ -256,41 +277,29 @@ async def cancel_execution(
 ) -> AgentExecution:
     """Cancel now (queued or paused) or ask the engine running it to stop (running)."""
     execution = await get_execution(session, execution_id, principal=principal, for_update=True)
-    if execution.status in FINAL_STATUSES:
+    if execution.status not in CANCELLABLE:
         raise Conflict(
-            f"execution {execution_id} is already {execution.status}; only queued, running "
-            "or awaiting_approval executions can be cancelled"
+            f"execution {execution_id} is already {execution.status}; only "
+            f"{_either(CANCELLABLE)} executions can be cancelled"
         )
     now = utcnow()
-    if execution.status == "running":
-        if execution.cancel_requested_at is None:
-            execution.cancel_requested_at = now
+    if execution.status == X.RUNNING:
+        execution_store.request_cancel(execution, now=now)
 
         async def tell_engines() -> None:
             await bus.publish(CONTROL_CHANNEL, {"type": "cancel", "executionId": execution_id})
 
         after_commit(session, tell_engines)
     else:
-        await session.execute(
-            update(ExecutionStep)
-            .where(
-                ExecutionStep.execution_id == execution_id,
-                ExecutionStep.status.in_(("pending", "running", "awaiting_approval")),
-            )
-            .values(status="cancelled", error=f"cancelled by {actor.label}", completed_at=now)
+        why = f"cancelled by {actor.label}"
+        await step_store.end_open_async(
+            session, execution_id, STEP_OPEN, StepStatus.CANCELLED, error=why, now=now
         )
-        execution.status = "cancelled"
-        execution.cancel_requested_at = now
-        execution.completed_at = now
-        execution.duration_ms = _duration_ms(execution, now)
-        execution.error = f"cancelled by {actor.label}"
-        execution.error_code = "cancelled"
-        await append_events(
-            session,
-            bus,
-            execution_id,
-            [event("execution_cancelled", status="cancelled", error=execution.error)],
+        execution_store.end_by_person(
+            execution, X.CANCELLED, now=now, error=why, error_code="cancelled"
         )
+        ended = ExecutionCancelled(status="cancelled", error=why)
+        await append_events(session, bus, execution_id, [ended.body()])
         await record_activity(
             session,
             type="execution.cancelled",
@@ -312,6 +321,12 @@ async def cancel_execution(
     return execution
 
 
+def _either(states: frozenset[ExecutionStatus]) -> str:
+    """``queued, running or awaiting_approval``, in the lifecycle's order."""
+    names = [s.value for s in ExecutionStatus if s in states]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
 async def retry_execution(
     session: AsyncSession,
     bus: EventBus,
@@ -322,7 +337,7 @@ async def retry_execution(
 ) -> AgentExecution:
     """A new execution of a finished execution's command, persona and workflow."""
     original = await get_execution(session, execution_id, principal=principal)
-    if original.status not in FINAL_STATUSES:
+    if original.status not in RETRYABLE:
         raise Conflict(
             f"execution {execution_id} is still {original.status}; retry it once it has ended"
         )
@@ -337,50 +352,37 @@ async def retry_execution(
 async def _awaiting_steps(
     session: AsyncSession, execution: AgentExecution, step_id: int | None
 ) -> list[ExecutionStep]:
-    if execution.status != "awaiting_approval":
+    if execution.status not in AWAITING_PERSON:
         raise Conflict(
             f"execution {execution.execution_id} is {execution.status}, not awaiting_approval"
         )
-    steps = (
-        await session.scalars(
-            select(ExecutionStep).where(
-                ExecutionStep.execution_id == execution.execution_id,
-                ExecutionStep.status == "awaiting_approval",
-            )
-        )
-    ).all()
+    steps = await step_store.awaiting(session, execution.execution_id)
     if step_id is None:
-        return list(steps)
+        return steps
     chosen = [s for s in steps if s.id == step_id]
     if not chosen:
         raise Conflict(f"step {step_id} of execution {execution.execution_id} awaits no decision")
     return chosen
 
 
-def _decide(
+def _decided(
     steps: Sequence[ExecutionStep],
-    status: str,
-    event_type: str,
+    model: type[StepApproved] | type[StepRejected],
     actor: Actor,
     comment: str | None,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Record a person's decision on each step; the events that say so."""
-    events = []
-    for step in steps:
-        step.status = status
-        step.decided_by = actor.label
-        step.decision_comment = comment
-        step.decided_at = now
-        events.append(
-            event(
-                event_type,
-                **step_fields(step.id, step.agent_id, step.agent_name, step.layer),
-                decidedBy=actor.label,
-                comment=comment,
-            )
-        )
-    return events
+) -> list[Event]:
+    """The events that say a person decided on each step."""
+    return [
+        model(
+            step_id=step.id,
+            agent_id=step.agent_id,
+            agent_name=step.agent_name,
+            layer=Layer(step.layer),
+            decided_by=actor.label,
+            comment=comment,
+        ).body()
+        for step in steps
+    ]
 
 
 async def approve_execution(
@@ -396,18 +398,13 @@ async def approve_execution(
     execution is queued again (the caller dispatches it after commit)."""
     execution = await get_execution(session, execution_id, principal=principal, for_update=True)
     steps = await _awaiting_steps(session, execution, decision.step_id)
-    events = _decide(steps, "completed", "step_approved", actor, decision.comment, utcnow())
-    await session.flush()
-    remaining = await session.scalar(
-        select(func.count())
-        .select_from(ExecutionStep)
-        .where(
-            ExecutionStep.execution_id == execution_id,
-            ExecutionStep.status == "awaiting_approval",
-        )
+    step_store.decide(
+        steps, StepStatus.COMPLETED, decided_by=actor.label, comment=decision.comment, now=utcnow()
     )
-    if not remaining:
-        execution.status = "queued"
+    events = _decided(steps, StepApproved, actor, decision.comment)
+    await session.flush()
+    if not await step_store.count_awaiting(session, execution_id):
+        execution_store.check_move(execution, X.QUEUED)
     await append_events(session, bus, execution_id, events)
     await _record_decision(session, execution, steps, actor, "approve", decision.comment)
     return execution
@@ -426,23 +423,24 @@ async def reject_execution(
     execution = await get_execution(session, execution_id, principal=principal, for_update=True)
     steps = await _awaiting_steps(session, execution, decision.step_id)
     now = utcnow()
-    events = _decide(steps, "rejected", "step_rejected", actor, decision.comment, now)
-    await session.execute(
-        update(ExecutionStep)
-        .where(
-            ExecutionStep.execution_id == execution_id,
-            ExecutionStep.status == "awaiting_approval",
-            ExecutionStep.id.not_in([s.id for s in steps]),
-        )
-        .values(status="cancelled", error="the execution was rejected", completed_at=now)
+    step_store.decide(
+        steps, StepStatus.REJECTED, decided_by=actor.label, comment=decision.comment, now=now
+    )
+    events = _decided(steps, StepRejected, actor, decision.comment)
+    await step_store.end_open_async(
+        session,
+        execution_id,
+        {StepStatus.AWAITING_APPROVAL},
+        StepStatus.CANCELLED,
+        error="the execution was rejected",
+        now=now,
+        except_ids=[s.id for s in steps],
     )
     reason = f"rejected by {actor.label}" + (f": {decision.comment}" if decision.comment else "")
-    execution.status = "rejected"
-    execution.completed_at = now
-    execution.duration_ms = _duration_ms(execution, now)
-    execution.error = reason
-    execution.error_code = "rejected"
-    events.append(event("execution_rejected", status="rejected", error=reason))
+    execution_store.end_by_person(
+        execution, X.REJECTED, now=now, error=reason, error_code="rejected"
+    )
+    events.append(ExecutionRejected(status="rejected", error=reason).body())
     await session.flush()
     await append_events(session, bus, execution_id, events)
     await record_activity(
@@ -481,55 +479,3 @@ async def _record_decision(
             "comment": comment,
         },
     )
-
-
-async def queued_executions(session: AsyncSession, *, limit: int = 1000) -> list[str]:
-    """Executions waiting to run, oldest first (picked up when an engine starts)."""
-    rows = await session.scalars(
-        select(AgentExecution.execution_id)
-        .where(AgentExecution.status == "queued")
-        .order_by(AgentExecution.created_at)
-        .limit(limit)
-    )
-    return list(rows.all())
-
-
-async def last_event_seq(session: AsyncSession, execution_id: str) -> int:
-    """The highest stored event number of the execution (0 before any): a live view read
-    after it replays from there, so it misses nothing."""
-    seq = await session.scalar(
-        select(func.max(ExecutionEvent.seq)).where(ExecutionEvent.execution_id == execution_id)
-    )
-    return int(seq or 0)
-
-
-async def step_progress(
-    session: AsyncSession, execution_ids: Sequence[str]
-) -> dict[str, tuple[int, int]]:
-    """Per execution: (steps completed, steps in all), for a page of a list."""
-    if not execution_ids:
-        return {}
-    done = func.sum(case((ExecutionStep.status == "completed", 1), else_=0))
-    rows = await session.execute(
-        select(ExecutionStep.execution_id, done, func.count())
-        .where(ExecutionStep.execution_id.in_(execution_ids))
-        .group_by(ExecutionStep.execution_id)
-    )
-    return {execution_id: (int(d or 0), int(n)) for execution_id, d, n in rows.all()}
-
-
-async def completed_layers(session: AsyncSession, execution_id: str) -> dict[str, str]:
-    """Layer -> how it completed (``completed`` or ``completed_with_failures``), from the
-    execution's ``layer_completed`` events (the row's ``layers_done`` is stored only now
-    and then while it runs)."""
-    payloads = await session.scalars(
-        select(ExecutionEvent.payload).where(
-            ExecutionEvent.execution_id == execution_id,
-            ExecutionEvent.type == "layer_completed",
-        )
-    )
-    return {
-        str(p.get("layer")): str(p.get("status") or "completed")
-        for p in payloads.all()
-        if isinstance(p, dict)
-    }

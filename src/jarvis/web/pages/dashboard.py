@@ -5,7 +5,7 @@ and SLA status, executions running now and waiting for a decision, the recent ac
 and two charts of the last 24 hours. Every other persona gets their own desk: their
 agents, their recent commands with the answers, and their work queue.
 
-Figures are SQL aggregates and every list is bounded (orchestration/stats.py,
+Figures are SQL aggregates and every list is bounded (orchestration/store/figures.py,
 agents/stats.py): the page costs the same with ten executions or a million.
 """
 
@@ -26,8 +26,7 @@ from jarvis.core.permissions import EXECUTIONS_APPROVE
 from jarvis.db.migrate import head_revision, revision_on
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration.leases import live_workers
-from jarvis.orchestration.stats import (
+from jarvis.orchestration.store.figures import (
     ExecutionLine,
     HourlyExecutions,
     awaiting_decision,
@@ -36,6 +35,7 @@ from jarvis.orchestration.stats import (
     recent_executions_of,
     running_executions,
 )
+from jarvis.orchestration.store.leases import live_workers
 from jarvis.personas.service import get_persona
 from jarvis.web.charts import Series, line_chart, stacked_bars
 from jarvis.web.deps import Viewer

@@ -2,8 +2,8 @@
 served as a fragment for the command bar's dialog), the command bar's form, and the
 approve / reject / cancel forms.
 
-Every action goes through the same functions as the JSON API (``orchestration.routes`` and
-``orchestration.service``); these routes only read forms and choose what to render. The
+Every action goes through the same functions as the JSON API (``orchestration.commands``
+and ``orchestration.service``); these routes only read forms and choose what to render. The
 live view is rendered from the database and carries the number of the last event stored
 before it was read (``data-last-seq``): ``static/js/live.js`` subscribes to the WebSocket
 after it, so nothing between the render and the subscription is lost.
@@ -13,28 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from jarvis.auth.dependencies import limit_executions
 from jarvis.core import permissions as perm
 from jarvis.core.identity import Principal
 from jarvis.core.layers import LAYER_DESCRIPTIONS, LAYER_ORDER
-from jarvis.db.session import DbSession
+from jarvis.db.session import Db, DbSession
 from jarvis.errors import Conflict, ValidationFailed
 from jarvis.orchestration import service
+from jarvis.orchestration.commands import approve_and_continue, start_execution
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
-from jarvis.orchestration.models import FINAL_STATUSES
-from jarvis.orchestration.routes import approve_and_continue, start_execution
+from jarvis.orchestration.lifecycle import CANCELLABLE, FINAL, ExecutionStatus
 from jarvis.orchestration.run import preview
 from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
     Decision,
     ExecutionCreate,
     ExecutionOut,
-    ExecutionStatus,
     StepOut,
 )
 from jarvis.web.deps import CommandRunner, ExecutionsDecider, Viewer, wants_fragment
@@ -46,9 +46,7 @@ router = APIRouter(include_in_schema=False)
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 MAX_COMMENT_CHARS = 4000
-STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
-# While an execution is in one of these, it may still be cancelled (the API's rule).
-CANCELLABLE = frozenset({"queued", "running", "awaiting_approval"})
+STATUSES: tuple[str, ...] = tuple(s.value for s in ExecutionStatus)
 
 ExecutionId = Annotated[str, Path(min_length=1, max_length=36)]
 
@@ -196,11 +194,11 @@ def layer_status(
     if "awaiting_approval" in statuses:
         return "awaiting_approval"
     if not steps:
-        return "not_run" if execution.status in FINAL_STATUSES else "waiting"
+        return "not_run" if execution.status in FINAL else "waiting"
     for final in ("failed", "rejected", "cancelled"):
         if final in statuses:
             return final
-    return "completed" if execution.status in FINAL_STATUSES else "running"
+    return "completed" if execution.status in FINAL else "running"
 
 
 @dataclass
@@ -218,7 +216,7 @@ class PanelView:
 
     @property
     def final(self) -> bool:
-        return self.execution.status in FINAL_STATUSES
+        return self.execution.status in FINAL
 
     @property
     def cancellable_now(self) -> bool:
@@ -294,6 +292,7 @@ def _run_form(
 async def run_command(
     request: Request,
     session: DbSession,
+    db: Db,
     principal: CommandRunner,
     bus: Bus,
     dispatcher: DispatcherDep,
@@ -309,8 +308,9 @@ async def run_command(
         try:
             data = ExecutionCreate(command=command, persona=persona)
             # A persona the viewer may not act as is a 403 (as in the API), not a form error.
+            await limit_executions(request, principal)
             execution = await start_execution(
-                request, session, principal, data, bus=bus, dispatcher=dispatcher
+                db, data, principal=principal, bus=bus, dispatcher=dispatcher, source="web"
             )
         except (ValidationError, ValidationFailed) as exc:
             errors = errors_from(exc, known=["command", "persona"])

@@ -10,18 +10,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, case, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.kinds.base import WaitingExecution
-from jarvis.db.engine import Database
-from jarvis.db.session import unit_of_work
-from jarvis.orchestration.models import executions_table
+from jarvis.orchestration.lifecycle import ACTIVE, STEP_COUNTED, ExecutionStatus, StepStatus
+from jarvis.orchestration.models import executions_table, steps_table
 
 # Statuses of executions that have not ended, in the order a dashboard lists them.
-ACTIVE_STATUSES = ("queued", "running", "awaiting_approval")
+ACTIVE_STATUSES: tuple[str, ...] = tuple(s.value for s in ACTIVE)
+X = ExecutionStatus
 HOUR = timedelta(hours=1)
 PREVIEW_CHARS = 160
 
@@ -116,7 +129,7 @@ async def executions_per_hour(
         position = index.get(key)
         if position is None:  # created "in the future" (clock skew between servers)
             continue
-        series = {"completed": figures.completed, "failed": figures.failed}.get(
+        series = {X.COMPLETED.value: figures.completed, X.FAILED.value: figures.failed}.get(
             status, figures.other
         )
         series[position] += count
@@ -187,7 +200,7 @@ async def running_executions(session: AsyncSession, *, limit: int) -> list[Execu
     """Executions running now, the most recently started first."""
     t = executions_table
     return await _lines(
-        session, [t.c.status == "running"], limit=limit, order=t.c.started_at.desc()
+        session, [t.c.status == X.RUNNING.value], limit=limit, order=t.c.started_at.desc()
     )
 
 
@@ -216,7 +229,7 @@ async def awaiting_decision(
         narrower.append(t.c.persona == persona)
     if created_by_id is not None:
         narrower.append(t.c.created_by_id == created_by_id)
-    conditions: list[ColumnElement[bool]] = [t.c.status == "awaiting_approval"]
+    conditions: list[ColumnElement[bool]] = [t.c.status == X.AWAITING_APPROVAL.value]
     if narrower:
         # Few executions wait for a decision, so the status index is the way in. Inside a
         # CASE the other conditions only filter: SQLite's planner (without statistics)
@@ -230,21 +243,53 @@ async def awaiting_decision(
     return lines, int(total)
 
 
-class ExecutionsSeen:
-    """What agent kinds may know of executions (``agents.kinds.base.ExecutionsView``)."""
+# --- agent metrics (orchestration/metrics.py) -----------------------------------------------
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+# How many of an agent's newest settled steps its figures cover.
+STEPS_PER_AGENT = 100
 
-    async def awaiting_decision(
-        self, *, persona: str | None, limit: int
-    ) -> tuple[list[WaitingExecution], int]:
-        async with unit_of_work(self.db, write=False) as session:
-            lines, total = await awaiting_decision(
-                session, persona=persona, created_by_id=None, limit=limit
+
+@lru_cache(maxsize=64)
+def recent_step_figures(count: int) -> Select[Any]:
+    """Per agent: settled, completed, mean duration, completed within its time limit;
+    over each of ``count`` agents' newest STEPS_PER_AGENT settled steps, read backwards along the
+    (agent_id, id) index, so the work stays bounded however long the history grows.
+    Agent ids and limits are bind parameters (a0.., t0..): built once per count."""
+    settled = steps_table.c.status.in_(sorted(s.value for s in STEP_COUNTED))
+    per_agent = [
+        select(steps_table.c.agent_id, steps_table.c.status, steps_table.c.duration_ms)
+        .where(steps_table.c.agent_id == bindparam(f"a{i}", type_=Integer), settled)
+        .order_by(steps_table.c.id.desc())
+        .limit(STEPS_PER_AGENT)
+        .subquery()
+        for i in range(count)
+    ]
+    recent = union_all(*(select(*sub.c) for sub in per_agent)).subquery()
+    completed = recent.c.status == StepStatus.COMPLETED.value
+    within = case(
+        *[
+            (
+                and_(
+                    completed,
+                    recent.c.agent_id == bindparam(f"a{i}", type_=Integer),
+                    recent.c.duration_ms <= bindparam(f"t{i}", type_=Integer),
+                ),
+                1,
             )
-        waiting = [
-            WaitingExecution(line.execution_id, line.command, line.persona, line.created_at)
-            for line in lines
-        ]
-        return waiting, total
+            for i in range(count)
+        ],
+        else_=0,
+    )
+    return select(
+        recent.c.agent_id,
+        func.count(),
+        func.sum(case((completed, 1), else_=0)),
+        func.avg(func.coalesce(recent.c.duration_ms, 0)),
+        func.sum(within),
+    ).group_by(recent.c.agent_id)
+
+
+def agent_step_figures(connection: Connection, params: dict[str, int], count: int) -> list[Any]:
+    """Per agent of ``count`` (``a0``.. ids, ``t0``.. time limits in ``params``): agent id,
+    settled, completed, mean duration, completed within its limit."""
+    return list(connection.execute(recent_step_figures(count), params).all())

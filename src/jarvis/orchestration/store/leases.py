@@ -1,4 +1,5 @@
-"""Leases: which engine runs an execution, and until when.
+"""Statements on leases (which engine runs an execution, and until when) and on
+``workers``.
 
 An engine that claims an execution holds it for ``lease_seconds`` and renews every
 third of that (one statement for everything it runs). If its process dies, the lease
@@ -19,8 +20,6 @@ those whose heartbeat is fresh.
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +27,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.core.lifecycle import IllegalTransition
+from jarvis.orchestration.lifecycle import ExecutionStatus
 from jarvis.orchestration.models import executions_table, workers_table
+from jarvis.orchestration.store.executions import move
+
+X = ExecutionStatus
 
 CLAIMED_COLUMNS = (
     executions_table.c.persona,
@@ -42,27 +46,24 @@ CLAIMED_COLUMNS = (
 )
 
 
-def new_owner_id() -> str:
-    """A name for this engine, unique across hosts and restarts."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def claim(
     connection: Connection, execution_id: str, *, owner: str, now: datetime, lease_seconds: float
 ) -> Row[Any] | None:
     """Take the execution if it is queued, or running under an expired lease (its engine
     was lost: counted in ``worker_losses``). None when someone else holds it or it ended."""
     table = executions_table
-    lost = and_(table.c.status == "running", table.c.lease_expires_at < now)
+    running = X.RUNNING.value
+    lost = and_(table.c.status == running, table.c.lease_expires_at < now)
+    # queued -> running, or running -> running (resumed): both moves of the lifecycle.
     return connection.execute(
         update(table)
-        .where(table.c.execution_id == execution_id, or_(table.c.status == "queued", lost))
+        .where(table.c.execution_id == execution_id, or_(table.c.status == X.QUEUED.value, lost))
         .values(
-            status="running",
+            status=running,
             started_at=func.coalesce(table.c.started_at, now),
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
-            worker_losses=table.c.worker_losses + case((table.c.status == "running", 1), else_=0),
+            worker_losses=table.c.worker_losses + case((table.c.status == running, 1), else_=0),
         )
         .returning(*CLAIMED_COLUMNS)
     ).one_or_none()
@@ -87,7 +88,7 @@ def renew(
         .where(
             table.c.execution_id.in_(ids),
             table.c.lease_owner == owner,
-            table.c.status == "running",
+            table.c.status == X.RUNNING.value,
         )
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(table.c.execution_id, table.c.cancel_requested_at)
@@ -95,19 +96,19 @@ def renew(
     return {row.execution_id: row.cancel_requested_at for row in rows}
 
 
-def release(connection: Connection, execution_id: str, *, owner: str) -> bool:
-    """Hand a running execution back as ``queued`` (shutdown) if this owner still holds it."""
-    table = executions_table
-    result = connection.execute(
-        update(table)
-        .where(
-            table.c.execution_id == execution_id,
-            table.c.lease_owner == owner,
-            table.c.status == "running",
+def release(connection: Connection, execution_id: str, *, owner: str, layers_done: int) -> bool:
+    """Hand a running execution back as ``queued`` (shutdown) if this owner still holds
+    it; False when another engine has taken it over (and perhaps ended it) meanwhile."""
+    try:
+        return move(
+            connection,
+            execution_id,
+            X.QUEUED,
+            {"lease_owner": None, "lease_expires_at": None, "layers_done": layers_done},
+            where=(executions_table.c.lease_owner == owner,),
         )
-        .values(status="queued", lease_owner=None, lease_expires_at=None)
-    )
-    return bool(result.rowcount)
+    except IllegalTransition:
+        return False  # no longer running: not this engine's to hand back
 
 
 async def orphans(
@@ -116,8 +117,8 @@ async def orphans(
     """Executions nobody is running: running under an expired lease, or queued since before
     ``queued_before`` (their message was lost). Oldest first."""
     table = executions_table
-    lost = and_(table.c.status == "running", table.c.lease_expires_at < now)
-    stale = and_(table.c.status == "queued", table.c.created_at < queued_before)
+    lost = and_(table.c.status == X.RUNNING.value, table.c.lease_expires_at < now)
+    stale = and_(table.c.status == X.QUEUED.value, table.c.created_at < queued_before)
     rows = await session.scalars(
         select(table.c.execution_id)
         .where(or_(lost, stale))
