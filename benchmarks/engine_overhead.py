@@ -3,9 +3,9 @@
 The shape: 6 sequential stages of 3 parallel no-op nodes, every step persisted.
 
 - JARVIS: 18 agents of kind ``echo`` with config ``{}`` (3 in each of the six layers,
-  persona ``admin``, governance ``approved``). One execution is ``create_execution`` (its
-  own transaction, as the API does it) followed by ``Engine.run``, which records every
-  step and event.
+  persona ``admin``, governance ``approved``). One execution is ``queue_execution`` (its
+  own transaction, as ``POST /api/agent-executions`` does it) followed by ``Engine.run``,
+  which records every step and event.
 - LangGraph (the baseline): a ``StateGraph`` of 6 stages x 3 async no-op nodes, each node of
   stage k wired to each node of stage k+1, a list reducer merging the parallel writes,
   compiled with its own checkpointer on the same backend: ``AsyncSqliteSaver`` on a SQLite
@@ -134,10 +134,13 @@ class Jarvis:
     async def execute(self) -> str:
         """One execution, as the API starts one: create it, then run it to the end."""
         started = time.perf_counter()
-        async with unit_of_work(self.db) as session:
-            execution = await executions.create_execution(
-                session, ExecutionCreate(command="benchmark", persona="admin"), actor=ACTOR
-            )
+        execution = await executions.queue_execution(
+            self.db,
+            ExecutionCreate(command="benchmark", persona="admin"),
+            actor=ACTOR,
+            principal=None,
+            bus=self.engine.bus,
+        )
         created = time.perf_counter()
         status = await self.engine.run(execution.execution_id)
         self.created_ms.append((created - started) * 1000)

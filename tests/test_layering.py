@@ -148,19 +148,11 @@ def violations(module: str, imported: Iterable[str]) -> list[str]:
 MODULES = sorted(SRC.rglob("*.py"))
 # Being moved (issue 15); must be empty when it lands.
 KNOWN: dict[str, set[str]] = {
-    "jarvis.cli.agents": {"jarvis.agents.models"},
     "jarvis.cli.config.shared": {"jarvis.config.models"},
     "jarvis.cli.config.snapshots": {"jarvis.config.models"},
     "jarvis.cli.config.values": {"jarvis.config.models"},
-    "jarvis.cli.executions": {"jarvis.orchestration.models"},
     "jarvis.cli.tokens": {"jarvis.auth.models"},
     "jarvis.demo.service": {"jarvis.agents.models", "jarvis.config.models"},
-    "jarvis.web.pages.agent_views": {"jarvis.agents.models"},
-    "jarvis.web.pages.agents": {"jarvis.agents.models"},
-    "jarvis.web.pages.executions": {
-        "jarvis.orchestration.models",
-        "jarvis.orchestration.routes",
-    },
     "jarvis.web.pages.session": {"jarvis.auth.oauth_routes", "jarvis.auth.routes"},
 }
 
@@ -220,3 +212,63 @@ def test_checker_catches_each_rule() -> None:
     assert violations("jarvis.main", {"jarvis.agents.routes", "jarvis.web.setup"}) == []
     assert violations("jarvis.cli.serve", {"jarvis.main"}) == []
     assert violations("jarvis.db.models", {"jarvis.auth.models"}) == []
+
+
+# --- one store per aggregate --------------------------------------------------------------
+
+# Units whose aggregate has a store: only the store (and the tables' own module) builds
+# statements on the tables; the rest of the unit calls the store.
+STORES = {"orchestration": "jarvis.orchestration.store"}
+STATEMENT_BUILDERS = frozenset(
+    {"select", "insert", "update", "delete", "text", "func", "case", "exists", "literal"}
+    | {"and_", "or_", "not_", "bindparam", "union_all", "union", "tuple_", "values"}
+)
+
+
+def statement_imports(path: Path) -> list[str]:
+    """What ``path`` imports that builds statements: SQLAlchemy's builders, or tables."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if node.module.startswith("sqlalchemy") and alias.name in STATEMENT_BUILDERS:
+                    found.append(f"{node.module}.{alias.name}")
+                if node.module.endswith(".models") and alias.name.endswith("_table"):
+                    found.append(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names if a.name == "sqlalchemy")
+    return found
+
+
+@pytest.mark.parametrize("unit", sorted(STORES))
+def test_only_the_store_builds_statements(unit: str) -> None:
+    store = STORES[unit]
+    offenders = {}
+    for path in sorted((SRC / unit).rglob("*.py")):
+        module = module_name(path)
+        if under(module, store) or module == f"jarvis.{unit}.models":
+            continue
+        found = statement_imports(path)
+        if found:
+            offenders[module] = found
+    assert offenders == {}, (
+        f"[store] statements on {unit}'s tables belong in {store}: move them there and call "
+        f"the store from these modules: {offenders}"
+    )
+
+
+def under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_store_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from sqlalchemy import select, Connection\n"
+        "from jarvis.orchestration.models import executions_table\n"
+    )
+    assert statement_imports(bad) == [
+        "sqlalchemy.select",
+        "jarvis.orchestration.models.executions_table",
+    ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jarvis.agents.models import Agent
+from jarvis.agents.schemas import AgentOut
 from jarvis.agents.service import AgentFilter, list_agents
 from jarvis.cli.common import console, run, transaction
 from jarvis.core.layers import Layer
@@ -24,11 +24,12 @@ def list_command(
 ) -> None:
     """List agents in layer order as a table."""
 
-    async def body() -> tuple[Sequence[Agent], int]:
+    async def body() -> tuple[Sequence[AgentOut], int]:
         async with transaction(write=False) as session:
-            return await list_agents(
+            rows, total = await list_agents(
                 session, AgentFilter(layer=layer, persona=persona), limit=limit, offset=0
             )
+            return [AgentOut.model_validate(row) for row in rows], total
 
     rows, total = run(body)
     table = Table(title=f"Agents ({len(rows)} of {total})")
@@ -37,7 +38,7 @@ def list_command(
     for agent in rows:
         table.add_row(
             str(agent.id),
-            agent.layer,
+            agent.layer.value,
             agent.name,
             agent.persona,
             agent.business_function or "",

@@ -44,10 +44,15 @@ class Lifecycle(Generic[S]):
         self.states: tuple[S, ...] = tuple(self.moves)
         # No way out: the record is settled.
         self.final: frozenset[S] = frozenset(s for s, to in self.moves.items() if not to)
+        # By value, for checks on the hot path (a status read from a row is a plain str).
+        self._by_value: dict[str, frozenset[str]] = {
+            str(state): frozenset(str(t) for t in to) for state, to in self.moves.items()
+        }
 
     def can(self, source: S | str, target: S | str) -> bool:
         """True when the table allows ``source`` -> ``target``."""
-        return any(s == source for s in self.moves) and target in self.moves[self._state(source)]
+        onward = self._by_value.get(str(source))
+        return onward is not None and str(target) in onward
 
     def sources(self, target: S | str) -> frozenset[S]:
         """The states from which ``target`` may be reached in one move."""
@@ -58,8 +63,8 @@ class Lifecycle(Generic[S]):
         if self.can(source, target):
             return
         who = subject or self.name
-        if any(s == source for s in self.moves):
-            onward = sorted(self.moves[self._state(source)])
+        if str(source) in self._by_value:
+            onward = sorted(self._by_value[str(source)])
             allowed = ", ".join(onward) if onward else f"nothing: {source} is final"
         else:
             allowed = f"nothing: {source!r} is not a state of {self.name}"
@@ -68,6 +73,3 @@ class Lifecycle(Generic[S]):
             source=str(source),
             target=str(target),
         )
-
-    def _state(self, value: S | str) -> S:
-        return next(s for s in self.moves if s == value)

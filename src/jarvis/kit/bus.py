@@ -92,9 +92,12 @@ class MemoryBus:
         self._subscribers: dict[str, set[Subscription]] = {}
 
     async def publish(self, channel: str, message: Message) -> None:
+        subscribers = self._subscribers.get(channel)
+        if not subscribers:
+            return  # nobody listens: nothing to encode
         # Round-trip through JSON so in-process subscribers get what Redis would give them.
         decoded = json.loads(json.dumps(message))
-        for subscription in list(self._subscribers.get(channel, ())):
+        for subscription in list(subscribers):
             subscription._offer(decoded)
 
     @asynccontextmanager

@@ -15,8 +15,6 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -26,31 +24,28 @@ from sqlalchemy import Connection
 
 from jarvis.agents.kinds.base import KindServices
 from jarvis.agents.listing import mark_registry_changed
-from jarvis.agents.service import agents_serving
 from jarvis.analytics.service import add_activity
 from jarvis.config.service import ConfigService
 from jarvis.core.scope import Scope
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.bus import GAP, EventBus
-from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.clock import utcnow
 from jarvis.llm.base import LLMProvider
 from jarvis.llm.providers import Providers
 from jarvis.orchestration.adapters import ExecutionsSeen
+from jarvis.orchestration.claims import Claimed, Lost, claim, ms_between, short
 from jarvis.orchestration.events import (
     CONTROL_CHANNEL,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
-    ExecutionResumed,
-    ExecutionStarted,
 )
-from jarvis.orchestration.lifecycle import STEP_OPEN, STEP_UNFINISHED, ExecutionStatus, StepStatus
+from jarvis.orchestration.lifecycle import STEP_OPEN, ExecutionStatus, StepStatus
 from jarvis.orchestration.metrics import sla_thresholds, update_metrics
 from jarvis.orchestration.recorder import Recorder, publish_events
-from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun, ExecutionState
+from jarvis.orchestration.run import CANCEL_CHECK_SECONDS, ExecutionRun
 from jarvis.orchestration.selection import candidates_by_layer
-from jarvis.orchestration.store import events as event_store
 from jarvis.orchestration.store import executions as execution_store
 from jarvis.orchestration.store import leases as lease_store
 from jarvis.orchestration.store import steps as step_store
@@ -69,26 +64,6 @@ ENDINGS = {
 def new_owner_id() -> str:
     """A name for an engine, unique across hosts and restarts (its leases' owner)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class _Claimed:
-    state: ExecutionState
-    rows: list[dict[str, Any]]
-    seq: int
-    created_by_id: int | None
-    cancel_requested: bool
-    # execution_started (or _resumed): the first event the run records.
-    opening: dict[str, Any]
-    # A resumed claim stores its event itself (it fences off the lost engine): numbered.
-    stored_opening: list[dict[str, Any]]
-
-
-@dataclass
-class _Lost:
-    """The execution's engines were lost too often: it was ended ``failed``."""
-
-    events: list[dict[str, Any]]
 
 
 class Engine:
@@ -223,7 +198,7 @@ class Engine:
         claimed = await self._claim(execution_id)
         if claimed is None:
             return await self._status(execution_id)
-        if isinstance(claimed, _Lost):
+        if isinstance(claimed, Lost):
             return X.FAILED
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 - run() is always awaited inside a task
@@ -296,11 +271,11 @@ class Engine:
             status = await execution_store.status(session, execution_id)
         return status or "missing"
 
-    async def _claim(self, execution_id: str) -> _Claimed | _Lost | None:
+    async def _claim(self, execution_id: str) -> Claimed | Lost | None:
         """Take a queued execution (or one whose engine was lost), atomically, and load what
         the run starts from."""
         claimed = await self.db.run_write(
-            lambda connection: _claim(
+            lambda connection: claim(
                 connection,
                 execution_id,
                 owner=self.owner,
@@ -308,9 +283,9 @@ class Engine:
                 max_losses=self.max_worker_losses,
             )
         )
-        if isinstance(claimed, _Claimed) and claimed.stored_opening:
+        if isinstance(claimed, Claimed) and claimed.stored_opening:
             await publish_events(self.bus, claimed.stored_opening)
-        if isinstance(claimed, _Lost):
+        if isinstance(claimed, Lost):
             await publish_events(self.bus, claimed.events)
         return claimed
 
@@ -380,14 +355,12 @@ class Engine:
         except Exception as exc:
             log.error("execution_not_handed_back", execution_id=execution_id, error=str(exc))
 
-    def _paused_activity(
-        self, run: ExecutionRun, claimed: _Claimed
-    ) -> Callable[[Connection], None]:
+    def _paused_activity(self, run: ExecutionRun, claimed: Claimed) -> Callable[[Connection], None]:
         def apply(connection: Connection) -> None:
             add_activity(
                 connection,
                 type="execution.awaiting_approval",
-                title=f"Awaiting approval: {_short(claimed.state.command)}",
+                title=f"Awaiting approval: {short(claimed.state.command)}",
                 persona=claimed.state.persona,
                 user_id=claimed.created_by_id,
                 execution_id=claimed.state.execution_id,
@@ -396,7 +369,7 @@ class Engine:
         return apply
 
     async def _finish(
-        self, run: ExecutionRun, claimed: _Claimed, status: ExecutionStatus, error: str | None
+        self, run: ExecutionRun, claimed: Claimed, status: ExecutionStatus, error: str | None
     ) -> None:
         state = claimed.state
         result = _result(run) if status is X.COMPLETED else None
@@ -422,13 +395,13 @@ class Engine:
                 error=error,
                 error_code=None if status is X.COMPLETED else _error_code(status, error),
                 completed_at=now,
-                duration_ms=_ms_between(state.started_at, now),
+                duration_ms=ms_between(state.started_at, now),
                 layers_done=run.layers_done,
             )
             add_activity(
                 connection,
                 type=activity,
-                title=f"{status.capitalize()}: {_short(state.command)}",
+                title=f"{status.capitalize()}: {short(state.command)}",
                 persona=state.persona,
                 user_id=claimed.created_by_id,
                 execution_id=state.execution_id,
@@ -438,7 +411,7 @@ class Engine:
         closing = ending(
             status=status.value,
             error=error,
-            duration_ms=_ms_between(state.started_at, utcnow()),
+            duration_ms=ms_between(state.started_at, utcnow()),
             response=(result or {}).get("response"),
         )
         try:
@@ -476,103 +449,6 @@ class Engine:
             await asyncio.shield(self._metrics)
 
 
-def _claim(
-    connection: Connection,
-    execution_id: str,
-    *,
-    owner: str,
-    lease_seconds: float,
-    max_losses: int,
-) -> _Claimed | _Lost | None:
-    now = utcnow()
-    row = lease_store.claim(
-        connection, execution_id, owner=owner, now=now, lease_seconds=lease_seconds
-    )
-    if row is None:
-        return None
-    started_at = as_utc(row.started_at)
-    resumed = started_at != now
-    # A first claim follows the creation's single execution_queued event.
-    seq = event_store.newest_seq(connection, execution_id) if resumed else 1
-    if row.worker_losses > max_losses:
-        return _Lost(_end_lost(connection, execution_id, row, seq, started_at, now))
-    agents = agents_serving(connection, row.persona)
-    if resumed:
-        steps = step_store.rows_of(connection, execution_id)
-        # The events are the record: a layer is done once its layer_completed is stored,
-        # whatever the row's progress column last said.
-        layers_done = event_store.layers_completed(connection, execution_id)
-        opening = ExecutionResumed(
-            persona=row.persona,
-            command=row.command,
-            layers_done=layers_done,
-            worker_losses=row.worker_losses,
-        ).body()
-    else:
-        steps, layers_done = [], 0
-        opening = ExecutionStarted(
-            persona=row.persona, command=row.command, layers_done=layers_done
-        ).body()
-    stored: list[dict[str, Any]] = []
-    if resumed:
-        # Stored now: any batch the lost engine still writes collides with this number.
-        stored = event_store.store(connection, execution_id, [opening], after=seq)
-        seq += len(stored)
-    state = ExecutionState(
-        execution_id=execution_id,
-        persona=row.persona,
-        command=row.command,
-        workflow_id=row.workflow_id,
-        plan=row.plan,
-        layers_done=layers_done,
-        started_at=started_at,
-        steps=steps,
-    )
-    return _Claimed(
-        state,
-        agents,
-        seq,
-        row.created_by_id,
-        row.cancel_requested_at is not None,
-        opening,
-        stored,
-    )
-
-
-def _end_lost(
-    connection: Connection,
-    execution_id: str,
-    row: Any,
-    seq: int,
-    started_at: datetime,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """End an execution whose engines were lost too often: failed, reason worker_lost."""
-    error = f"the engine running it was lost {row.worker_losses} times"
-    execution_store.fail_lost(
-        connection, execution_id, error=error, now=now, duration_ms=_ms_between(started_at, now)
-    )
-    step_store.end_open(
-        connection, execution_id, STEP_UNFINISHED, StepStatus.FAILED, error="worker lost", now=now
-    )
-    activity, _ = ENDINGS[X.FAILED]
-    add_activity(
-        connection,
-        type=activity,
-        title=f"Failed: {_short(row.command)}",
-        persona=row.persona,
-        user_id=row.created_by_id,
-        execution_id=execution_id,
-        detail={"error": error},
-    )
-    closing = ExecutionFailed(status="failed", error=error, error_code="worker_lost").body()
-    return event_store.store(connection, execution_id, [closing], after=seq)
-
-
-def _ms_between(start: datetime, end: datetime) -> int:
-    return int((end - start).total_seconds() * 1000)
-
-
 def _result(run: ExecutionRun) -> dict[str, Any]:
     """The execution's answer: the Interface layer's text, and every agent's output."""
     texts = [text for text in map(_text_of, run.context["layers"]["Interface"].values()) if text]
@@ -598,7 +474,3 @@ def _error_code(status: ExecutionStatus, error: str | None) -> str:
     if error and error.startswith("internal error"):
         return "internal_error"
     return "step_failed"
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -10,7 +10,6 @@ completed are not run again, nor are steps already settled.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,24 +17,25 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from jarvis.agents.kinds.base import (
-    AgentKind,
     AgentSpec,
-    KindConfig,
     KindServices,
     StepContext,
     StepResult,
 )
-from jarvis.agents.kinds.registry import get_kind
 from jarvis.config.service import ConfigService
 from jarvis.core.layers import LAYER_ORDER, Layer
 from jarvis.core.scope import Scope
-from jarvis.errors import JarvisError
 from jarvis.kit.clock import utcnow
-from jarvis.kit.schema import find_unstorable
+from jarvis.orchestration.attempts import (
+    StepError,
+    attempt_once,
+    prepare,
+    preview,
+    step_policy,
+)
 from jarvis.orchestration.events import (
     AwaitingApproval,
     AwaitingStep,
@@ -61,8 +61,6 @@ from jarvis.orchestration.store import steps as step_store
 
 log = structlog.get_logger(__name__)
 
-MAX_OUTPUT_BYTES = 256 * 1024
-PREVIEW_CHARS = 400
 
 LayerOutcome = Literal["completed", "failed", "paused"]
 
@@ -78,13 +76,6 @@ class LayerFailed(Exception):
     def __init__(self, outcome: StepOutcome) -> None:
         super().__init__(outcome.spec.name)
         self.outcome = outcome
-
-
-@dataclass(frozen=True)
-class StepPolicy:
-    timeout: float
-    max_retries: int
-    backoff: float
 
 
 @dataclass
@@ -107,32 +98,6 @@ class ExecutionState:
     layers_done: int
     started_at: datetime
     steps: list[dict[str, Any]] = field(default_factory=list)
-
-
-def preview(output: dict[str, Any] | None) -> str | None:
-    """A short text of an output for live views: its ``text`` if any, else its JSON."""
-    if output is None:
-        return None
-    text = output.get("text")
-    shown = text if isinstance(text, str) else json.dumps(output, ensure_ascii=False)
-    return shown if len(shown) <= PREVIEW_CHARS else shown[: PREVIEW_CHARS - 1] + "…"
-
-
-def storable_output(output: Any) -> dict[str, Any]:
-    """The output as it will be stored: a JSON object within the size limit."""
-    if not isinstance(output, dict):
-        raise JarvisError(f"the agent returned {type(output).__name__}, not a JSON object")
-    try:
-        encoded = json.dumps(output, ensure_ascii=False, allow_nan=False, default=str)
-    except (TypeError, ValueError) as exc:
-        raise JarvisError(f"the agent's output is not JSON: {exc}") from None
-    if len(encoded.encode()) > MAX_OUTPUT_BYTES:
-        raise JarvisError(f"the agent's output is larger than {MAX_OUTPUT_BYTES // 1024} KiB")
-    decoded: dict[str, Any] = json.loads(encoded)
-    found = find_unstorable(decoded)
-    if found is not None:
-        raise JarvisError(f"the agent's output cannot be stored: {found[0]} {found[1]}")
-    return decoded
 
 
 class ExecutionRun:
@@ -466,31 +431,35 @@ class ExecutionRun:
 
     # --- one step --------------------------------------------------------------------------
 
-    async def _step_policy(self, spec: AgentSpec) -> tuple[Scope, StepPolicy]:
-        scope = Scope(
-            persona=self.state.persona, agent_id=spec.id, workflow_id=self.state.workflow_id
-        )
-        policy = StepPolicy(
-            timeout=await self.config.get("agent.timeout_seconds", scope, as_type=float),
-            max_retries=await self.config.get("agent.max_retries", scope, as_type=int),
-            backoff=await self.config.get("agent.retry_backoff_seconds", scope, as_type=float),
-        )
-        return scope, policy
-
     async def _run_step(self, spec: AgentSpec, attempt: int, layer_policy: str) -> StepOutcome:
         started = time.perf_counter()
         self._started_at[spec.id] = utcnow()
         self._record_step(spec, {"attempt": attempt}, StepStarted, kind=spec.kind, attempt=attempt)
         try:
-            kind, settings = self._prepare(spec)
-            scope, policy = await self._step_policy(spec)
+            kind, settings = prepare(spec)
+            scope = Scope(
+                persona=self.state.persona, agent_id=spec.id, workflow_id=self.state.workflow_id
+            )
+            policy = await step_policy(self.config, scope)
             while True:
-                attempted = await self._attempt(kind, spec, settings, scope, policy, attempt)
+                attempted = await attempt_once(
+                    kind,
+                    StepContext(
+                        execution_id=self.state.execution_id,
+                        agent=spec,
+                        settings=settings,
+                        context=self.context,
+                        scope=scope,
+                        services=self.services,
+                        attempt=attempt,
+                    ),
+                    policy,
+                )
                 if isinstance(attempted, StepResult):
                     result = attempted
                     break
                 if attempt > policy.max_retries:
-                    raise _StepError(attempted, attempt)
+                    raise StepError(attempted, attempt)
                 delay = policy.backoff * 2 ** (attempt - 1)
                 self._record_step(
                     spec,
@@ -516,7 +485,7 @@ class ExecutionRun:
             # Otherwise the engine is shutting down: the step stays 'running' and is run
             # again when the execution resumes.
             raise
-        except _StepError as failure:
+        except StepError as failure:
             duration = _ms_since(started)
             self._record_step(
                 spec,
@@ -567,52 +536,6 @@ class ExecutionRun:
         )
         return StepOutcome(spec, status, output=output)
 
-    def _prepare(self, spec: AgentSpec) -> tuple[AgentKind, KindConfig]:
-        kind = get_kind(spec.kind)
-        if kind is None:
-            raise _StepError(f"unknown agent kind '{spec.kind}' (is its package installed?)", 1)
-        try:
-            return kind, kind.config_model.model_validate(spec.config)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "config"
-            raise _StepError(
-                f"the agent's config does not fit the '{spec.kind}' kind: {where}: {first['msg']}",
-                1,
-            ) from None
-
-    async def _attempt(
-        self,
-        kind: AgentKind,
-        spec: AgentSpec,
-        settings: KindConfig,
-        scope: Scope,
-        policy: StepPolicy,
-        attempt: int,
-    ) -> StepResult | str:
-        """One attempt: the result, or why it failed."""
-        step = StepContext(
-            execution_id=self.state.execution_id,
-            agent=spec,
-            settings=settings,
-            context=self.context,
-            scope=scope,
-            services=self.services,
-            attempt=attempt,
-        )
-        try:
-            async with asyncio.timeout(policy.timeout):
-                result = await kind.run(step)
-            result.output = storable_output(result.output)
-        except TimeoutError:
-            return f"timed out after {policy.timeout:g} s (agent.timeout_seconds)"
-        except JarvisError as exc:
-            return exc.detail
-        except Exception as exc:  # a kind's bug fails its step, never the engine
-            log.exception("agent_step_crashed", agent=spec.name, kind=spec.kind)
-            return f"{type(exc).__name__}: {exc}"
-        return result
-
     # --- database changes ------------------------------------------------------------------
 
     def _notice_cancel(self, done: asyncio.Future[Any]) -> None:
@@ -623,13 +546,6 @@ class ExecutionRun:
             return
         if done.result() is not None and not self.cancel_requested:
             self.on_cancel_requested()
-
-
-class _StepError(Exception):
-    def __init__(self, message: str, attempt: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.attempt = attempt
 
 
 def _ms_since(started: float) -> int:

@@ -105,7 +105,11 @@ def release(connection: Connection, execution_id: str, *, owner: str, layers_don
             execution_id,
             X.QUEUED,
             {"lease_owner": None, "lease_expires_at": None, "layers_done": layers_done},
-            where=(executions_table.c.lease_owner == owner,),
+            # Only from running: a paused execution is nobody's to hand back.
+            where=(
+                executions_table.c.lease_owner == owner,
+                executions_table.c.status == X.RUNNING.value,
+            ),
         )
     except IllegalTransition:
         return False  # no longer running: not this engine's to hand back

@@ -18,8 +18,13 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from jarvis.agents.kinds.registry import available_kinds, get_kind, validate_agent_config
-from jarvis.agents.models import Agent, AgentVersion
-from jarvis.agents.schemas import AgentCreate, GovernanceStatus, RiskLevel
+from jarvis.agents.schemas import (
+    AgentCreate,
+    AgentOut,
+    AgentVersionOut,
+    GovernanceStatus,
+    RiskLevel,
+)
 from jarvis.agents.service import VERSIONED_FIELDS
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.errors import JarvisError, ValidationFailed
@@ -145,7 +150,7 @@ def blank_form(kind: str, persona: str) -> AgentForm:
     return form
 
 
-def agent_form(agent: Agent, *, kind: str | None = None) -> AgentForm:
+def agent_form(agent: AgentOut, *, kind: str | None = None) -> AgentForm:
     """The form for editing ``agent`` (showing ``kind``'s settings when given)."""
     values: dict[str, Any] = {name: getattr(agent, name) for name in FORM_FIELDS}
     for name in OPTIONAL_TEXT:
@@ -290,7 +295,7 @@ def check_config(form: AgentForm, config: dict[str, Any] | None) -> None:
         add_errors(form, exc)
 
 
-def changed_fields(agent: Agent, new: Mapping[str, Any]) -> dict[str, Any]:
+def changed_fields(agent: AgentOut, new: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of ``new`` (validated, JSON types) that differ from the agent's."""
     return {name: value for name, value in new.items() if getattr(agent, name) != value}
 
@@ -310,7 +315,7 @@ class VersionEntry:
 
 
 def timeline(
-    agent: Agent, rows: Sequence[AgentVersion], *, offset: int, creator: str | None
+    agent: AgentOut, rows: Sequence[AgentVersionOut], *, offset: int, creator: str | None
 ) -> list[VersionEntry]:
     """Versions newest first, for the stored rows of one page (``list_versions`` with the
     same offset). A stored row keeps the state it had and who replaced it, so version v
@@ -337,7 +342,7 @@ def timeline(
     return out
 
 
-def current_state(agent: Agent) -> dict[str, Any]:
+def current_state(agent: AgentOut) -> dict[str, Any]:
     """The agent's versioned fields, like a stored snapshot (columns hold JSON types)."""
     return {name: getattr(agent, name) for name in VERSIONED_FIELDS}
 

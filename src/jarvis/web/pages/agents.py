@@ -18,8 +18,7 @@ from starlette.responses import Response
 
 from jarvis.agents import service
 from jarvis.agents.listing import AgentPageCache
-from jarvis.agents.models import Agent
-from jarvis.agents.schemas import AgentUpdate
+from jarvis.agents.schemas import AgentOut, AgentUpdate, AgentVersionOut
 from jarvis.core.identity import Principal
 from jarvis.core.layers import Layer
 from jarvis.core.permissions import AGENTS_WRITE
@@ -59,6 +58,11 @@ def _blank(value: str | None) -> str | None:
 
 
 # --- the directory ---------------------------------------------------------------------
+
+
+async def _agent(session: AsyncSession, agent_id: int) -> AgentOut:
+    """The agent as the pages show it (404 when there is none)."""
+    return AgentOut.model_validate(await service.get_agent(session, agent_id))
 
 
 @router.get("/agents")
@@ -140,7 +144,7 @@ async def _render_form(
     principal: Principal,
     form: views.AgentForm,
     *,
-    agent: Agent | None = None,
+    agent: AgentOut | None = None,
     status_code: int = 200,
     conflict: dict[str, Any] | None = None,
 ) -> Response:
@@ -218,7 +222,7 @@ def _field_errors(form: views.AgentForm, exc: ValidationFailed | Conflict) -> No
 # --- one agent ---------------------------------------------------------------------------
 
 
-def _config_items(agent: Agent) -> list[tuple[str, str, bool]]:
+def _config_items(agent: AgentOut) -> list[tuple[str, str, bool]]:
     """The config as (label, text, shown as a block) for reading."""
     out = []
     for key, value in agent.config.items():
@@ -234,7 +238,7 @@ def _config_items(agent: Agent) -> list[tuple[str, str, bool]]:
 async def agent_detail(
     request: Request, agent_id: AgentId, session: DbSession, principal: Viewer, offset: Offset = 0
 ) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     rows, _ = await service.list_versions(session, agent_id, limit=VERSIONS_LIMIT, offset=offset)
     creator = (
         await service.created_by(session, agent_id)
@@ -250,7 +254,12 @@ async def agent_detail(
         persona_name=personas.get(agent.persona, agent.persona),
         kind_description=views.kind_description(agent.kind),
         config_items=_config_items(agent),
-        versions=views.timeline(agent, rows, offset=offset, creator=creator),
+        versions=views.timeline(
+            agent,
+            [AgentVersionOut.model_validate(row) for row in rows],
+            offset=offset,
+            creator=creator,
+        ),
         versions_total=agent.version,
         versions_limit=VERSIONS_LIMIT,
         offset=offset,
@@ -270,12 +279,12 @@ async def edit_agent(
     principal: AgentsEditor,
     kind: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     form = views.agent_form(agent, kind=_blank(kind))
     return await _render_form(request, session, principal, form, agent=agent)
 
 
-async def _conflict(session: AsyncSession, agent: Agent, since: int) -> dict[str, Any]:
+async def _conflict(session: AsyncSession, agent: AgentOut, since: int) -> dict[str, Any]:
     """What changed since version ``since``, which the editor started from."""
     changed: list[str] = []
     if since < agent.version:
@@ -298,7 +307,7 @@ async def _conflict(session: AsyncSession, agent: Agent, since: int) -> dict[str
 async def update_agent(
     request: Request, agent_id: AgentId, session: DbSession, principal: AgentsEditor
 ) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     posted_form = await read_form(request)
     raw_version = posted_form.get("version").strip()
     version = int(raw_version) if raw_version.isascii() and raw_version.isdigit() else None
@@ -330,7 +339,7 @@ async def update_agent(
     if not changes:
         return redirect(f"/agents/{agent_id}", toast="Nothing to save: no field was changed")
     try:
-        agent = await service.update_agent(
+        updated = await service.update_agent(
             session,
             agent_id,
             AgentUpdate.model_validate(changes),
@@ -340,16 +349,18 @@ async def update_agent(
     except PreconditionFailed:
         # Someone saved between our read and our lock: the same answer as above.
         await session.rollback()
-        agent = await service.get_agent(session, agent_id)
+        agent = await _agent(session, agent_id)
         return await _edit_conflict(request, session, principal, form, agent, version or 0)
     except (ValidationFailed, Conflict) as exc:
         await session.rollback()
-        agent = await service.get_agent(session, agent_id)
+        agent = await _agent(session, agent_id)
         _field_errors(form, exc)
         return await _render_form(
             request, session, principal, form, agent=agent, status_code=exc.status
         )
-    return redirect(f"/agents/{agent_id}", toast=f"Saved {agent.name} as version {agent.version}")
+    return redirect(
+        f"/agents/{agent_id}", toast=f"Saved {updated.name} as version {updated.version}"
+    )
 
 
 async def _edit_conflict(
@@ -357,7 +368,7 @@ async def _edit_conflict(
     session: AsyncSession,
     principal: Principal,
     form: views.AgentForm,
-    agent: Agent,
+    agent: AgentOut,
     since: int,
 ) -> Response:
     """The form again, with what the viewer typed, and what changed meanwhile; saving
@@ -376,14 +387,14 @@ async def _edit_conflict(
 async def confirm_delete(
     request: Request, agent_id: AgentId, session: DbSession, principal: AgentsEditor
 ) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     ctx = await _context(request, session, principal)
     return render(ctx, "agents/delete.html", agent=agent)
 
 
 @router.post("/agents/{agent_id}/delete")
 async def delete_agent(agent_id: AgentId, session: DbSession, principal: AgentsEditor) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     name = agent.name
     await service.delete_agent(session, agent_id, actor=principal.actor)
     return redirect("/agents", toast=f"Deleted agent {name}")
@@ -401,7 +412,7 @@ async def agent_version(
     principal: Viewer,
     against: Annotated[str | None, Query(pattern="^(current|previous)$")] = None,
 ) -> Response:
-    agent = await service.get_agent(session, agent_id)
+    agent = await _agent(session, agent_id)
     current = views.current_state(agent)
     is_current = version == agent.version
     state = (

@@ -26,10 +26,10 @@ from jarvis.core.layers import LAYER_DESCRIPTIONS, LAYER_ORDER
 from jarvis.db.session import Db, DbSession
 from jarvis.errors import Conflict, ValidationFailed
 from jarvis.orchestration import service
+from jarvis.orchestration.attempts import preview
 from jarvis.orchestration.commands import approve_and_continue, start_execution
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
 from jarvis.orchestration.lifecycle import CANCELLABLE, FINAL, ExecutionStatus
-from jarvis.orchestration.run import preview
 from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
     Decision,
