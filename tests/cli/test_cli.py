@@ -102,6 +102,7 @@ def api(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
 
 
 def test_db_current_on_an_empty_database_exits_1(db_file: Path) -> None:
+    db_file.touch()  # `db current` never creates the file (tests/cli/test_cli_startup.py)
     result = jarvis("db", "current")
     assert result.exit_code == 1
     assert "empty" in result.output

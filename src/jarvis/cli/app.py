@@ -1,39 +1,76 @@
-"""The root ``jarvis`` command."""
+"""The root ``jarvis`` command.
+
+Commands are registered by name (``jarvis.cli.lazy``): a command's module, and with it the
+database, the web stack and the domains, is imported only when that command runs or shows
+its own ``--help``. ``jarvis --help`` and ``jarvis version`` import none of them.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from jarvis import __version__
-from jarvis.cli import agents, audit, config, db, executions, seed, tokens, users
-from jarvis.cli.common import console
-from jarvis.cli.run import run_command
-from jarvis.cli.serve import serve
-from jarvis.cli.worker import worker
+from jarvis.cli.lazy import Lazy, LazyGroup
+
+
+class JarvisGroup(LazyGroup):
+    """``jarvis``'s commands and groups, each with the help line ``jarvis --help`` shows
+    (tests/cli/test_cli_startup.py checks each against its module)."""
+
+    commands_table = (
+        Lazy(
+            "serve", "jarvis.cli.serve:serve", "Serve the API (and, later, the pages) with uvicorn."
+        ),
+        Lazy(
+            "worker",
+            "jarvis.cli.worker:worker",
+            "Run executions from the queue (needs JARVIS_REDIS_URL); stop with SIGTERM.",
+        ),
+        Lazy(
+            "run",
+            "jarvis.cli.run:run_command",
+            "Run a command through the six layers here and now, showing each layer's progress.",
+        ),
+    )
+    groups_table = (
+        Lazy("db", "jarvis.cli.db:app", "Database schema migrations."),
+        Lazy("seed", "jarvis.cli.seed:app", "Load data."),
+        Lazy("agents", "jarvis.cli.agents:app", "The agent registry."),
+        Lazy("users", "jarvis.cli.users:app", "User accounts."),
+        Lazy("tokens", "jarvis.cli.tokens:app", "API tokens."),
+        Lazy("audit", "jarvis.cli.audit:app", "The tamper-evident audit ledger."),
+        Lazy(
+            "config",
+            "jarvis.cli.config:app",
+            "Configuration: keys, values, history, snapshots, export/import, approvals.",
+        ),
+        Lazy(
+            "executions",
+            "jarvis.cli.executions:app",
+            "Executions: list, show, watch live, and decide on those awaiting approval.",
+        ),
+    )
+
 
 cli = typer.Typer(
     name="jarvis",
+    cls=JarvisGroup,
     help="JARVIS: governed AI agents for insurance operations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-cli.command()(serve)
-cli.command()(worker)
-cli.add_typer(db.app, name="db")
-cli.add_typer(seed.app, name="seed")
-cli.add_typer(agents.app, name="agents")
-cli.add_typer(users.app, name="users")
-cli.add_typer(tokens.app, name="tokens")
-cli.add_typer(audit.app, name="audit")
-cli.add_typer(config.app, name="config")
-cli.command("run")(run_command)
-cli.add_typer(executions.app, name="executions")
+
+
+@cli.callback()
+def root() -> None:
+    """Runs before every command; it does nothing, but makes Typer build ``jarvis`` as a
+    group even though the only command registered on it directly is ``version``."""
 
 
 @cli.command()
 def version() -> None:
     """Print the JARVIS version."""
-    console.print(f"jarvis {__version__}")
+    typer.echo(f"jarvis {__version__}")
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ from typing import NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.service import AdminBootstrap, ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
-from jarvis.db.engine import Database
-from jarvis.db.migrate import schema_state
+from jarvis.db.engine import Database, describe_database, sqlite_file
+from jarvis.db.migrate import SchemaState, schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import JarvisError
 from jarvis.kit.bus import create_bus
@@ -57,6 +58,8 @@ async def _call(main: Callable[[], Awaitable[T]]) -> T:
 
 @asynccontextmanager
 async def database() -> AsyncIterator[Database]:
+    """The configured database as it is: connecting creates a missing SQLite file, so only
+    the commands that create a database (``db upgrade``, ``serve``) open it this way."""
     db = Database.from_url(settings().database_url)
     try:
         yield db
@@ -64,16 +67,46 @@ async def database() -> AsyncIterator[Database]:
         await db.dispose()
 
 
+def require_database() -> None:
+    """Fail, naming the file, when the configured SQLite file does not exist (connecting
+    would create an empty one)."""
+    url = settings().database_url
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        fail(
+            f"no database at {path} (database URL {url}): run `jarvis db upgrade` to create "
+            "it there, or point JARVIS_DATABASE_URL at the database you mean"
+        )
+
+
+async def read_schema(db: Database) -> SchemaState:
+    """The schema's revision; a database that cannot be reached fails, naming it."""
+    try:
+        return await schema_state(db.engine)
+    except (OSError, DBAPIError) as exc:  # server down, unknown database or role, …
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        fail(f"cannot open the database at {describe_database(settings().database_url)}: {reason}")
+
+
+@asynccontextmanager
+async def existing_database() -> AsyncIterator[Database]:
+    """The configured database, once it exists with its schema at head; fails naming the
+    SQLite file or the URL otherwise, and never creates one."""
+    require_database()
+    async with database() as db:
+        # Without this, a command run before `jarvis db upgrade` dies in a SQL traceback.
+        where = describe_database(settings().database_url)
+        problem = (await read_schema(db)).problem(where)
+        if problem is not None:
+            fail(problem)
+        yield db
+
+
 @asynccontextmanager
 async def transaction(*, write: bool = True) -> AsyncIterator[AsyncSession]:
     """One unit of work against the configured database, once its schema is at head."""
-    async with database() as db:
-        # Without this, a command run before `jarvis db upgrade` dies in a SQL traceback.
-        problem = (await schema_state(db.engine)).problem()
-        if problem is not None:
-            fail(problem)
-        async with unit_of_work(db, write=write) as session:
-            yield session
+    async with existing_database() as db, unit_of_work(db, write=write) as session:
+        yield session
 
 
 @asynccontextmanager
@@ -84,10 +117,7 @@ async def configured(*, write: bool = True) -> AsyncIterator[tuple[AsyncSession,
     also poll the change log, so they see a change without Redis too (within
     ``JARVIS_CONFIG_POLL_SECONDS``).
     """
-    async with database() as db:
-        problem = (await schema_state(db.engine)).problem()
-        if problem is not None:
-            fail(problem)
+    async with existing_database() as db:
         bus = create_bus(settings().redis_url)
         config = config_service(db, bus=bus, poll_seconds=0)
         try:

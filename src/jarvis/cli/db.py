@@ -1,14 +1,20 @@
-"""``jarvis db upgrade | downgrade | current``."""
+"""``jarvis db upgrade | downgrade | current``.
+
+``upgrade`` is the command that creates a database (a missing SQLite file); the others
+fail on one that does not exist, naming the file, instead of creating an empty one.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from jarvis.cli.common import console, database, run, settings
+from jarvis.cli.common import console, database, read_schema, require_database, run, settings
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db import migrate
+from jarvis.db.engine import describe_database
 from jarvis.db.session import unit_of_work
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -30,7 +36,7 @@ def upgrade(
                 return await ensure_builtin_registry(session)
 
     added = run(body)
-    console.print(f"schema upgraded to [bold]{revision}[/]")
+    console.print(f"schema upgraded to [bold]{revision}[/] ({escape(describe_database(url))})")
     if added:
         console.print(f"configuration registry: {len(added)} built-in key(s) added")
 
@@ -41,6 +47,7 @@ def downgrade(
 ) -> None:
     """Revert migrations down to a revision."""
     url = settings().database_url
+    require_database()
     run(lambda: migrate.downgrade(url, revision))
     console.print(f"schema downgraded to [bold]{revision}[/]")
 
@@ -49,9 +56,11 @@ def downgrade(
 def current() -> None:
     """Show the schema's revision and whether it is at head."""
 
+    require_database()
+
     async def body() -> migrate.SchemaState:
         async with database() as db:
-            return await migrate.schema_state(db.engine)
+            return await read_schema(db)
 
     state = run(body)
     marker = "at head" if state.at_head else f"behind head {state.head}"

@@ -26,14 +26,13 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.service import get_user_by_email, user_actor
-from jarvis.cli.common import console, database, fail, settings
+from jarvis.cli.common import console, existing_database, fail, settings
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.core.permissions import ADMIN_PERSONA_KEY
 from jarvis.db.engine import Database
-from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, JarvisError, NotFound, ValidationFailed
 from jarvis.kit.bus import GAP, EventBus, Subscription, create_bus
@@ -110,10 +109,7 @@ class Runtime:
 @asynccontextmanager
 async def runtime() -> AsyncIterator[Runtime]:
     """The configured database (schema at head), ConfigService and bus, for one command."""
-    async with database() as db:
-        problem = (await schema_state(db.engine)).problem()
-        if problem is not None:
-            fail(problem)
+    async with existing_database() as db:
         # With JARVIS_REDIS_URL the events also reach the servers' WebSocket clients.
         bus = create_bus(settings().redis_url)
         config = config_service(db, bus=bus, poll_seconds=0)

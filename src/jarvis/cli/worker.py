@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jarvis.cli.common import database, fail, run, settings
-from jarvis.db.migrate import schema_state
+from jarvis.cli.common import existing_database, fail, run, settings
 from jarvis.kit.logging import configure_logging
 
 
@@ -31,13 +30,11 @@ def worker(
         fail("jarvis worker needs JARVIS_REDIS_URL: executions are queued in Redis")
     configure_logging(cfg.log_level, json=cfg.is_production)
 
-    async def check() -> str | None:
-        async with database() as db:
-            return (await schema_state(db.engine)).problem()
+    async def check() -> None:
+        async with existing_database():
+            pass
 
-    problem = run(check)
-    if problem is not None:
-        fail(problem)
+    run(check)
 
     from jarvis.orchestration.worker import serve_worker
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as create_sync_engine
@@ -44,6 +45,29 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The absolute path of the file a SQLite URL names (None for another backend or an
+    in-memory database); a relative path is taken from the current folder, as SQLite does."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    name = url.database or ""
+    if name.startswith("file:"):  # a URI filename (``?uri=true``); its options are the query
+        name = name.removeprefix("file:")
+    if name in ("", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    return Path(name).resolve()
+
+
+def describe_database(database_url: str) -> str:
+    """How messages name a database: a SQLite file by its absolute path, anything else by
+    its URL with the password hidden."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        return str(path)
+    return make_url(database_url).render_as_string(hide_password=True)
 
 
 DEFAULT_POOL_SIZE = 20

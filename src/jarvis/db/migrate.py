@@ -88,17 +88,20 @@ class SchemaState:
     def at_head(self) -> bool:
         return self.current == self.head
 
-    def problem(self) -> str | None:
-        """Why the server must not start on this schema, or None."""
+    def problem(self, where: str | None = None) -> str | None:
+        """Why the server must not start on this schema, or None; ``where`` names the
+        database in the message (``describe_database``)."""
         if self.at_head:
             return None
+        database = "the database" if where is None else f"the database at {where}"
         if self.current is None:
             return (
-                "the database has no JARVIS schema yet; run `jarvis db upgrade` "
+                f"{database} has no JARVIS schema yet; run `jarvis db upgrade` "
                 "(or `make run`, which applies migrations itself)"
             )
+        schema = "the database schema" if where is None else f"the schema of {where}"
         return (
-            f"the database schema is at revision {self.current} but this version of JARVIS "
+            f"{schema} is at revision {self.current} but this version of JARVIS "
             f"needs {self.head}; run `jarvis db upgrade`"
         )
 
