@@ -154,7 +154,6 @@ KNOWN: dict[str, set[str]] = {
     "jarvis.cli.config.values": {"jarvis.config.models"},
     "jarvis.cli.executions": {"jarvis.orchestration.models"},
     "jarvis.cli.tokens": {"jarvis.auth.models"},
-    "jarvis.demo.service": {"jarvis.agents.models", "jarvis.config.models"},
     "jarvis.web.pages.agent_views": {"jarvis.agents.models"},
     "jarvis.web.pages.agents": {"jarvis.agents.models"},
     "jarvis.web.pages.executions": {
