@@ -1,5 +1,5 @@
-"""Store the demo (``jarvis.demo.data``) idempotently: what exists is left alone, what is
-missing is added, each through its domain's service."""
+"""Store the demo (``jarvis.demo.data``, from the scenario files) idempotently: what
+exists is left alone, what is missing is added, each through its domain's service."""
 
 from __future__ import annotations
 
