@@ -152,7 +152,6 @@ KNOWN: dict[str, set[str]] = {
     "jarvis.cli.config.snapshots": {"jarvis.config.models"},
     "jarvis.cli.config.values": {"jarvis.config.models"},
     "jarvis.cli.tokens": {"jarvis.auth.models"},
-    "jarvis.demo.service": {"jarvis.agents.models", "jarvis.config.models"},
     "jarvis.web.pages.session": {"jarvis.auth.oauth_routes", "jarvis.auth.routes"},
 }
 

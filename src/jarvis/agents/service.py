@@ -449,3 +449,13 @@ async def created_by(session: AsyncSession, agent_id: int) -> str | None:
     return await first_actor(
         session, action="agent.create", entity_type="agent", entity_id=str(agent_id)
     )
+
+
+async def has_agents(session: AsyncSession) -> bool:
+    """Whether the registry holds any agent."""
+    return await session.scalar(select(Agent.id).limit(1)) is not None
+
+
+async def agent_names(session: AsyncSession) -> set[str]:
+    """Every agent's name, lower-cased (the folding under which names are unique)."""
+    return set((await session.scalars(select(func.lower(Agent.name)))).all())

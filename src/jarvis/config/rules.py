@@ -160,3 +160,13 @@ async def list_names(
         .offset(offset)
     )
     return [(r.name, r.version) for r in rows], total
+
+
+async def rule_set_names(session: AsyncSession) -> set[str]:
+    """Every name that has a rule table (any version, active or not)."""
+    return set((await session.scalars(select(BusinessRule.name).distinct())).all())
+
+
+async def template_names(session: AsyncSession) -> set[str]:
+    """Every name that has a template (any version, active or not)."""
+    return set((await session.scalars(select(Template.name).distinct())).all())

@@ -32,19 +32,19 @@ class HistoryResult:
 async def run_history(
     db: Database, config: ConfigService, bus: EventBus, providers: Providers
 ) -> HistoryResult:
-    """Run every command of ``HISTORY`` as its demo user, one after the other."""
+    """Run every command of the demo's ``history`` as its demo user, one after the other."""
     result = HistoryResult()
     engine = Engine(db, config, bus, providers=providers)
     await engine.start()
     try:
-        for email, command in HISTORY:
+        for entry in HISTORY:
             async with unit_of_work(db) as session:
-                user = await get_user_by_email(session, email)
+                user = await get_user_by_email(session, entry.user)
                 if user is None:
                     continue  # the demo users were not seeded here
                 execution = await service.create_execution(
                     session,
-                    ExecutionCreate(command=command, persona=user.persona),
+                    ExecutionCreate(command=entry.command, persona=user.persona),
                     actor=user_actor(user),
                     bus=bus,
                     source="demo",

@@ -1,18 +1,16 @@
-"""Load the demo data idempotently: what exists is left alone, what is missing is added."""
+"""Store the demo (``jarvis.demo.data``, from the scenario files) idempotently: what
+exists is left alone, what is missing is added, each through its domain's service."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.agents.models import Agent
-from jarvis.agents.service import create_agent
+from jarvis.agents.service import agent_names, create_agent, has_agents
 from jarvis.auth.passwords import generate_password
 from jarvis.auth.service import create_user, get_user_by_email
-from jarvis.config.models import BusinessRule, Template
-from jarvis.config.rules import save_rule_set, save_template
+from jarvis.config.rules import rule_set_names, save_rule_set, save_template, template_names
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor
 from jarvis.demo.data import AGENTS, PERSONA_PERMISSIONS, PERSONAS, RULE_SETS, TEMPLATES, USERS
@@ -32,21 +30,17 @@ class DemoResult:
     skipped: bool = False
 
 
-async def has_agents(session: AsyncSession) -> bool:
-    return bool(await session.scalar(select(func.count()).select_from(Agent)))
-
-
 async def _seed_rules_and_templates(session: AsyncSession, result: DemoResult) -> None:
     """The rule tables and templates the demo agents use, unless a name already exists
     (an operator's newer version of a demo table is never overwritten)."""
-    rule_names = set((await session.scalars(select(BusinessRule.name).distinct())).all())
+    rule_names = await rule_set_names(session)
     for rule_set in RULE_SETS:
         if rule_set.name not in rule_names:
             await save_rule_set(session, rule_set, actor=SEED_ACTOR)
             result.rule_sets_created += 1
-    template_names = set((await session.scalars(select(Template.name).distinct())).all())
+    stored_templates = await template_names(session)
     for template in TEMPLATES:
-        if template.name not in template_names:
+        if template.name not in stored_templates:
             await save_template(session, template, actor=SEED_ACTOR)
             result.templates_created += 1
 
@@ -67,7 +61,7 @@ async def seed_demo(
                 session, persona.key, PERSONA_PERMISSIONS.get(persona.key, ()), actor=SEED_ACTOR
             )
     await _seed_rules_and_templates(session, result)
-    existing = set((await session.scalars(select(func.lower(Agent.name)))).all())
+    existing = await agent_names(session)
     for data, metrics in AGENTS:
         if data.name.lower() in existing:
             continue
