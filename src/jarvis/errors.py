@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jarvis.kit.app_state import StateKey
+
 log = structlog.get_logger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -156,6 +158,10 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 # ended (the audit of refusals hooks in here).
 ErrorObserver = Callable[[Request, "JarvisError"], Awaitable[None]]
 
+ERROR_OBSERVER: StateKey[ErrorObserver] = StateKey(
+    "error_observer", "what hears of every refusal (the audit of 403s)"
+)
+
 
 # Where a request's inputs come from, as the first member of an error's ``loc``.
 LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
@@ -182,7 +188,7 @@ def located(errors: Sequence[dict[str, Any]] | None, method: str) -> list[dict[s
 
 async def _handle_jarvis_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JarvisError)  # noqa: S101 - registered for this type only
-    observer: ErrorObserver | None = getattr(request.app.state, "error_observer", None)
+    observer = ERROR_OBSERVER.find(request)
     if observer is not None:
         try:
             await observer(request, exc)

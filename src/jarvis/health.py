@@ -16,8 +16,11 @@ from sqlalchemy import text
 from jarvis import __version__
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import get_database, unit_of_work
+from jarvis.kit.bus import BUS
 from jarvis.kit.clock import utcnow
+from jarvis.orchestration.dependencies import DISPATCHER
 from jarvis.orchestration.store.leases import live_workers
+from jarvis.settings import SETTINGS
 
 router = APIRouter(prefix="/api", tags=["system"])
 
@@ -46,7 +49,7 @@ async def health(request: Request) -> JSONResponse:
 
 async def _broker_state(request: Request) -> dict[str, str]:
     """Where executions go: this process, or the Taskiq queue the workers read."""
-    dispatcher = request.app.state.dispatcher
+    dispatcher = DISPATCHER.get(request)
     try:
         reachable = await asyncio.wait_for(dispatcher.ping(), timeout=2.0)
     except Exception:  # reported, never raised
@@ -56,7 +59,7 @@ async def _broker_state(request: Request) -> dict[str, str]:
 
 async def _live_workers(request: Request) -> int:
     """Engines (workers, or servers running executions in-process) with a fresh heartbeat."""
-    settings = request.app.state.settings
+    settings = SETTINGS.get(request)
     async with unit_of_work(get_database(request), write=False) as session:
         return await live_workers(
             session, now=utcnow(), lease_seconds=settings.execution_lease_seconds
@@ -64,7 +67,7 @@ async def _live_workers(request: Request) -> int:
 
 
 async def _bus_state(request: Request) -> dict[str, str]:
-    bus = request.app.state.bus
+    bus = BUS.get(request)
     try:
         reachable = await asyncio.wait_for(bus.ping(), timeout=2.0)
     except Exception:  # reported, never raised

@@ -11,11 +11,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from jarvis import __version__
 from jarvis.agents.kind_routes import router as agent_kinds_router
-from jarvis.agents.listing import AgentPageCache
+from jarvis.agents.listing import AGENT_PAGE_CACHE, AgentPageCache
 from jarvis.agents.routes import router as agents_router
 from jarvis.analytics.routes import router as activities_router
 from jarvis.audit.routes import router as audit_router
-from jarvis.auth.credentials import Credentials
+from jarvis.auth.credentials import CREDENTIALS, Credentials
 from jarvis.auth.denials import record_refusal
 from jarvis.auth.dependencies import request_guard, resolve_principal
 from jarvis.auth.oauth_routes import router as oauth_router
@@ -25,31 +25,34 @@ from jarvis.auth.sessions import SessionSweeper
 from jarvis.auth.token_routes import router as tokens_router
 from jarvis.auth.user_routes import router as users_router
 from jarvis.config.builtin import ensure_builtin_registry
+from jarvis.config.dependencies import CONFIG
 from jarvis.config.routes import router as config_router
 from jarvis.config.rule_routes import router as rules_router
 from jarvis.config.service import ConfigService
 from jarvis.config.snapshot_routes import router as snapshots_router
+from jarvis.core.guards import IDENTITY
 from jarvis.db.engine import Database
 from jarvis.db.migrate import schema_state
-from jarvis.db.session import unit_of_work
-from jarvis.errors import install_error_handlers
+from jarvis.db.session import DATABASE, unit_of_work
+from jarvis.errors import ERROR_OBSERVER, install_error_handlers
 from jarvis.health import router as health_router
 from jarvis.kit.asgi import BodySizeLimit, RejectNulInUrl
-from jarvis.kit.bus import EventBus, create_bus
+from jarvis.kit.bus import BUS, EventBus, create_bus
 from jarvis.kit.headers import docs_csp, install_security_headers
 from jarvis.kit.logging import configure_logging
-from jarvis.kit.ratelimit import RateLimiter
+from jarvis.kit.ratelimit import RATE_LIMITER, RateLimiter
 from jarvis.llm.providers import Providers
 from jarvis.openapi import problem_openapi
+from jarvis.orchestration.dependencies import DISPATCHER, ENGINE
 from jarvis.orchestration.dispatcher import Dispatcher, InProcessDispatcher, TaskiqDispatcher
 from jarvis.orchestration.engine import Engine
 from jarvis.orchestration.routes import router as executions_router
 from jarvis.personas.grants import ensure_catalogue
 from jarvis.personas.routes import router as personas_router
-from jarvis.realtime.hub import RealtimeHub
+from jarvis.realtime.hub import REALTIME, RealtimeHub
 from jarvis.realtime.routes import router as events_router
 from jarvis.realtime.ws import router as realtime_router
-from jarvis.settings import Settings, get_settings
+from jarvis.settings import SECRET_KEY, SETTINGS, Settings, get_settings
 from jarvis.web.setup import install_web
 from jarvis.wiring import config_service
 
@@ -162,21 +165,22 @@ def create_app(
         # Before every route: resolve the caller, check CSRF, count the request.
         dependencies=[Depends(request_guard)],
     )
-    app.state.settings = settings
-    app.state.secret_key = secret_key
-    app.state.credentials = credentials
+    # What requests read, each through the key its domain declares (jarvis.kit.app_state).
+    SETTINGS.put(app, settings)
+    SECRET_KEY.put(app, secret_key)
+    CREDENTIALS.put(app, credentials)
     # Who sent a request, for the route guards of every domain (jarvis.core.guards).
-    app.state.identity = resolve_principal
-    app.state.rate_limiter = rate_limiter
+    IDENTITY.put(app, resolve_principal)
+    RATE_LIMITER.put(app, rate_limiter)
     # Every refusal (403) is audited, after the request's transaction has ended.
-    app.state.error_observer = record_refusal
-    app.state.db = db
-    app.state.bus = event_bus
-    app.state.config = config
-    app.state.engine = engine
-    app.state.dispatcher = dispatcher
-    app.state.realtime = realtime
-    app.state.agent_page_cache = AgentPageCache(settings.agent_list_cache_seconds)
+    ERROR_OBSERVER.put(app, record_refusal)
+    DATABASE.put(app, db)
+    BUS.put(app, event_bus)
+    CONFIG.put(app, config)
+    ENGINE.put(app, engine)
+    DISPATCHER.put(app, dispatcher)
+    REALTIME.put(app, realtime)
+    AGENT_PAGE_CACHE.put(app, AgentPageCache(settings.agent_list_cache_seconds))
     install_error_handlers(app)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     for router in (

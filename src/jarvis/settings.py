@@ -20,6 +20,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from jarvis.kit.app_state import StateKey
+
 if TYPE_CHECKING:
     from jarvis.db.engine import Database
 
@@ -344,3 +346,7 @@ def _read_or_create_key_file(path: Path) -> str:
 def get_settings() -> Settings:
     """Return the process settings, read once from the environment."""
     return Settings()
+
+
+SETTINGS: StateKey[Settings] = StateKey("settings", "the settings the app was built with")
+SECRET_KEY: StateKey[str] = StateKey("secret_key", "the resolved secret key")

@@ -16,6 +16,8 @@ from collections.abc import Hashable
 
 from cachetools import TTLCache
 
+from jarvis.kit.app_state import StateKey
+
 _generation = 0
 
 
@@ -51,3 +53,8 @@ class AgentPageCache:
         # and so never served.
         if self.enabled:
             self._entries[key] = (generation, body)
+
+
+AGENT_PAGE_CACHE: StateKey[AgentPageCache] = StateKey(
+    "agent_page_cache", "the rendered pages of the agent list"
+)

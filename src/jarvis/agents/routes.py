@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from jarvis.agents import service
-from jarvis.agents.listing import AgentPageCache
+from jarvis.agents.listing import AGENT_PAGE_CACHE
 from jarvis.agents.schemas import (
     AgentCreate,
     AgentOut,
@@ -58,7 +58,7 @@ async def list_agents(
     offset: Offset = 0,
 ) -> Response:
     flt = service.AgentFilter(layer, persona, business_function, governance_status, q)
-    cache: AgentPageCache = request.app.state.agent_page_cache
+    cache = AGENT_PAGE_CACHE.get(request)
     body = cache.get(service.page_key(flt, limit=limit, offset=offset))
     if body is None:
         # The database is only touched on a miss: a hit costs no connection at all.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.credentials import Credentials
+from jarvis.auth.credentials import CREDENTIALS
 from jarvis.auth.revocation import (
     PERMISSIONS_CHANGED,
     announce_permissions_changed,
@@ -15,6 +15,7 @@ from jarvis.auth.revocation import (
     revoked_message,
 )
 from jarvis.db.session import after_commit
+from jarvis.kit.bus import BUS
 
 
 def announce_revocation(
@@ -29,18 +30,18 @@ def announce_revocation(
     once, so the very next request with a revoked credential is refused here too."""
     announce_revoked(
         session,
-        request.app.state.bus,
+        BUS.get(request),
         session_ids=session_ids,
         token_ids=token_ids,
         user_ids=user_ids,
     )
-    credentials: Credentials = request.app.state.credentials
+    credentials = CREDENTIALS.get(request)
     message = revoked_message(session_ids=session_ids, token_ids=token_ids, user_ids=user_ids)
     after_commit(session, lambda: credentials.apply(message))
 
 
 def announce_permission_change(request: Request, session: AsyncSession) -> None:
     """After the commit: every instance (and this one at once) re-reads persona grants."""
-    announce_permissions_changed(session, request.app.state.bus)
-    credentials: Credentials = request.app.state.credentials
+    announce_permissions_changed(session, BUS.get(request))
+    credentials = CREDENTIALS.get(request)
     after_commit(session, lambda: credentials.apply({"type": PERMISSIONS_CHANGED}))

@@ -25,6 +25,7 @@ from jarvis.auth.service import principal_from_session, principal_from_token
 from jarvis.core.identity import Principal
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
+from jarvis.kit.app_state import StateKey
 from jarvis.kit.bus import GAP, EventBus
 from jarvis.kit.clock import utcnow
 from jarvis.kit.secrets import keyed_digest, sha256_hex
@@ -192,3 +193,8 @@ class Credentials:
                 )
         except Exception as exc:  # the token worked; its usage note is best effort
             log.warning("auth.token_touch_failed", token_id=token_id, error=str(exc))
+
+
+CREDENTIALS: StateKey[Credentials] = StateKey(
+    "credentials", "the cached sessions and tokens (who a credential belongs to)"
+)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from jarvis.audit.service import record_audit
 from jarvis.core.identity import Actor, Principal
-from jarvis.db.session import unit_of_work
+from jarvis.db.session import DATABASE, unit_of_work
 from jarvis.errors import JarvisError
 
 FORBIDDEN_ACTION = "auth.forbidden"
@@ -30,7 +30,7 @@ async def record_refusal(request: Request, exc: JarvisError) -> None:
     }
     if principal is not None:
         after.update(persona=principal.persona, via=principal.via)
-    async with unit_of_work(request.app.state.db) as session:
+    async with unit_of_work(DATABASE.get(request)) as session:
         await record_audit(
             session,
             actor=actor,

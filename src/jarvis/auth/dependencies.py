@@ -17,10 +17,13 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from jarvis.auth.cookies import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_matches
-from jarvis.auth.credentials import Credentials
+from jarvis.auth.credentials import CREDENTIALS
+from jarvis.config.dependencies import CONFIG
 from jarvis.core.identity import Principal
 from jarvis.core.scope import GLOBAL, Scope
 from jarvis.errors import Forbidden, TooManyRequests, Unauthorized
+from jarvis.kit.ratelimit import RATE_LIMITER
+from jarvis.settings import SECRET_KEY, SETTINGS
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 API_LIMIT_KEY = "ratelimit.api_requests_per_minute"
@@ -36,8 +39,8 @@ __all__ = ["SESSION_COOKIE", "request_guard", "resolve_principal"]
 
 
 def secret_key(request: HTTPConnection) -> str:
-    key: str = request.app.state.secret_key
-    return key
+    """The application's secret key (signs CSRF tokens and OAuth state)."""
+    return SECRET_KEY.get(request)
 
 
 def client_ip(request: HTTPConnection) -> str:
@@ -62,7 +65,7 @@ async def resolve_principal(request: HTTPConnection) -> Principal | None:
     if getattr(request.state, _RESOLVED, False):
         principal: Principal | None = request.state.principal
         return principal
-    credentials: Credentials = request.app.state.credentials
+    credentials = CREDENTIALS.get(request)
     token = bearer_token(request)
     if token is not None:
         principal = await credentials.from_token(token)
@@ -83,7 +86,7 @@ async def resolve_principal(request: HTTPConnection) -> Principal | None:
 async def still_authenticated(request: HTTPConnection) -> bool:
     """Whether the request's credential still works now (for long-lived answers: a
     revocation drops the cached identity on every instance, so this sees it at once)."""
-    credentials: Credentials = request.app.state.credentials
+    credentials = CREDENTIALS.get(request)
     try:
         token = bearer_token(request)
     except Unauthorized:
@@ -127,11 +130,10 @@ async def count_against(
 ) -> None:
     """Count one request against the limit configured under ``limit_key`` (per minute, read
     at ``scope``) for ``identity``; 429 with ``Retry-After`` once it is used up."""
-    state = request.app.state
-    if not state.settings.rate_limits:
+    if not SETTINGS.get(request).rate_limits:
         return
-    per_minute = await state.config.get(limit_key, scope, as_type=int)
-    wait = await state.rate_limiter.hit(limit_key, per_minute, identity)
+    per_minute = await CONFIG.get(request).get(limit_key, scope, as_type=int)
+    wait = await RATE_LIMITER.get(request).hit(limit_key, per_minute, identity)
     if wait is not None:
         raise TooManyRequests.retry_after(
             f"more than {per_minute} {what} a minute ({limit_key})", wait

@@ -42,13 +42,13 @@ from jarvis.auth.oauth import (
 from jarvis.auth.oauth import bad_request as oauth_bad_request
 from jarvis.auth.providers import SignInProviders
 from jarvis.auth.service import start_session
-from jarvis.config.service import ConfigService
+from jarvis.config.dependencies import CONFIG
 from jarvis.core.scope import GLOBAL, Scope
-from jarvis.db.engine import Database
-from jarvis.db.session import unit_of_work
+from jarvis.db.session import DATABASE, unit_of_work
 from jarvis.errors import JarvisError
+from jarvis.kit.app_state import StateKey
 from jarvis.kit.schema import ApiModel
-from jarvis.settings import Settings
+from jarvis.settings import SECRET_KEY, SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -67,18 +67,23 @@ class ProvidersOut(ApiModel):
     items: list[ProviderOut]
 
 
+SIGN_IN_PROVIDERS: StateKey[SignInProviders] = StateKey(
+    "sign_in_providers", "the configured SSO providers (built at the first sign-in)"
+)
+
+
 def sign_in_providers(request: Request) -> SignInProviders:
     """The app's configured providers (built once, so OIDC discovery is cached)."""
-    providers: SignInProviders | None = getattr(request.app.state, "sign_in_providers", None)
+    providers = SIGN_IN_PROVIDERS.find(request)
     if providers is None:
-        providers = SignInProviders(request.app.state.settings)
-        request.app.state.sign_in_providers = providers
+        providers = SignInProviders(SETTINGS.get(request))
+        SIGN_IN_PROVIDERS.put(request.app, providers)
     return providers
 
 
 def callback_url(request: Request, provider: str) -> str:
     """Where the provider sends the browser back: on ``JARVIS_PUBLIC_URL`` when set."""
-    settings: Settings = request.app.state.settings
+    settings = SETTINGS.get(request)
     base = settings.public_url or str(request.base_url)
     return base.rstrip("/") + CALLBACK_PATHS[provider]
 
@@ -108,7 +113,7 @@ async def _record_failure(
     if identity is not None:
         after.update(email=identity.email, subject=identity.subject)
     try:
-        async with unit_of_work(request.app.state.db) as session:
+        async with unit_of_work(DATABASE.get(request)) as session:
             await record_audit(
                 session,
                 actor=SSO_ACTOR,
@@ -151,16 +156,16 @@ async def _begin(request: Request, provider_id: str, next_path: str | None) -> R
     )
     try:
         url = await provider.authorize_url(pending, callback_url(request, provider_id))
-        async with unit_of_work(request.app.state.db) as session:
+        async with unit_of_work(DATABASE.get(request)) as session:
             await store_pending_login(session, pending)
     except JarvisError as exc:
         await _record_failure(request, provider_id, failure_reason(exc), exc.detail, None)
         raise
-    settings: Settings = request.app.state.settings
+    settings = SETTINGS.get(request)
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
         state_cookie_name(provider_id),
-        state_binding(request.app.state.secret_key, pending.state),
+        state_binding(SECRET_KEY.get(request), pending.state),
         max_age=int(STATE_LIFETIME.total_seconds()),
         path=STATE_COOKIE_PATH,
         httponly=True,
@@ -208,10 +213,9 @@ class _Attempt:
         self, code: str | None, state: str | None, error: str | None, error_description: str | None
     ) -> Response:
         request, provider = self.request, self.provider
-        app_state = request.app.state
-        db: Database = app_state.db
-        config: ConfigService = app_state.config
-        secret_key: str = app_state.secret_key
+        db = DATABASE.get(request)
+        config = CONFIG.get(request)
+        secret_key = SECRET_KEY.get(request)
         state = check_state_binding(
             secret_key, state, request.cookies.get(state_cookie_name(provider.id))
         )
@@ -250,7 +254,7 @@ class _Attempt:
             started.token,
             max_age=days * 24 * 3600,
             secret_key=secret_key,
-            settings=app_state.settings,
+            settings=SETTINGS.get(request),
         )
         _clear_state_cookie(response, provider.id)
         return response

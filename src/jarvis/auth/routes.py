@@ -25,8 +25,9 @@ from jarvis.config.dependencies import Config
 from jarvis.config.service import ConfigService
 from jarvis.core.guards import Authenticated
 from jarvis.core.scope import GLOBAL, Scope
-from jarvis.db.session import DbSession, unit_of_work
+from jarvis.db.session import DATABASE, DbSession, unit_of_work
 from jarvis.errors import Unauthorized
+from jarvis.settings import SETTINGS
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -70,7 +71,7 @@ async def _start(
         started.token,
         max_age=days * 24 * 3600,
         secret_key=secret_key(request),
-        settings=request.app.state.settings,
+        settings=SETTINGS.get(request),
     )
 
 
@@ -91,7 +92,7 @@ async def sign_in_with_password(
     minutes = await config.get("auth.lockout_minutes", GLOBAL, as_type=int)
     # Its own transaction, not the request's: a refused attempt is recorded (failure count,
     # lockout, audit) and committed before the 401 goes out.
-    async with unit_of_work(request.app.state.db) as session:
+    async with unit_of_work(DATABASE.get(request)) as session:
         attempt = await attempt_login(
             session,
             email,

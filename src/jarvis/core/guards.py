@@ -18,6 +18,7 @@ from jarvis.core import permissions as perm
 from jarvis.core.identity import Principal
 from jarvis.core.permissions import PERMISSIONS
 from jarvis.errors import Forbidden, Unauthorized
+from jarvis.kit.app_state import StateKey
 
 
 class IdentityResolver(Protocol):
@@ -26,10 +27,12 @@ class IdentityResolver(Protocol):
     async def __call__(self, connection: HTTPConnection, /) -> Principal | None: ...
 
 
+IDENTITY: StateKey[IdentityResolver] = StateKey("identity", "who sent a request")
+
+
 def identity_resolver(connection: HTTPConnection) -> IdentityResolver:
-    """The application's identity resolver (``app.state.identity``)."""
-    resolver: IdentityResolver = connection.app.state.identity
-    return resolver
+    """The application's identity resolver."""
+    return IDENTITY.get(connection)
 
 
 async def current_principal(request: Request) -> Principal | None:

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.db.engine import Database
+from jarvis.kit.app_state import StateKey
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ON_COMMIT = "jarvis.on_commit"
@@ -49,10 +50,12 @@ async def unit_of_work(db: Database, *, write: bool = True) -> AsyncIterator[Asy
                 await result
 
 
+DATABASE: StateKey[Database] = StateKey("db", "the database")
+
+
 def get_database(request: Request) -> Database:
     """The application's database, set up by ``create_app``."""
-    db: Database = request.app.state.db
-    return db
+    return DATABASE.get(request)
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -23,6 +23,8 @@ from typing import Any, Final, Protocol
 
 import structlog
 
+from jarvis.kit.app_state import StateKey
+
 log = structlog.get_logger(__name__)
 
 Message = dict[str, Any]
@@ -220,3 +222,6 @@ def create_bus(redis_url: str | None) -> EventBus:
     if redis_url:
         return RedisBus(redis_url)
     return MemoryBus()
+
+
+BUS: StateKey[EventBus] = StateKey("bus", "the event bus")

@@ -23,6 +23,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 
+from jarvis.kit.app_state import StateKey
+
 log = structlog.get_logger(__name__)
 
 # How long one Redis command may take before the hit is allowed without it.
@@ -129,3 +131,6 @@ class RateLimiter:
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer
+
+
+RATE_LIMITER: StateKey[RateLimiter] = StateKey("rate_limiter", "the request rate limiter")

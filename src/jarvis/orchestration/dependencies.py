@@ -6,18 +6,23 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from jarvis.kit.bus import EventBus
+from jarvis.kit.app_state import StateKey
+from jarvis.kit.bus import BUS, EventBus
 from jarvis.orchestration.dispatcher import Dispatcher
+from jarvis.orchestration.engine import Engine
+
+DISPATCHER: StateKey[Dispatcher] = StateKey("dispatcher", "the execution dispatcher")
+ENGINE: StateKey[Engine] = StateKey("engine", "the execution engine")
 
 
 def get_bus(request: Request) -> EventBus:
-    bus: EventBus = request.app.state.bus
-    return bus
+    """The application's event bus."""
+    return BUS.get(request)
 
 
 def get_dispatcher(request: Request) -> Dispatcher:
-    dispatcher: Dispatcher = request.app.state.dispatcher
-    return dispatcher
+    """The application's dispatcher (in-process or Taskiq)."""
+    return DISPATCHER.get(request)
 
 
 Bus = Annotated[EventBus, Depends(get_bus)]

@@ -43,6 +43,7 @@ from jarvis.core.identity import Principal
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import NotFound
+from jarvis.kit.app_state import StateKey
 from jarvis.kit.bus import GAP, EventBus, Message
 from jarvis.orchestration import service
 from jarvis.orchestration.events import EVENTS_CHANNEL, Event
@@ -577,3 +578,6 @@ class RealtimeHub:
                     client.tick(now)
                 except Exception as exc:
                     log.error("realtime.heartbeat_failed", error=repr(exc))
+
+
+REALTIME: StateKey[RealtimeHub] = StateKey("realtime", "the live-event hub")

@@ -25,7 +25,8 @@ from jarvis.auth.dependencies import still_authenticated
 from jarvis.orchestration import service
 from jarvis.orchestration.events import Event, is_terminal
 from jarvis.orchestration.lifecycle import FINAL
-from jarvis.realtime.hub import RealtimeHub
+from jarvis.realtime.hub import REALTIME, RealtimeHub
+from jarvis.settings import SETTINGS
 
 EVENT_STREAM: Final = "text/event-stream"
 # How long a browser waits before reconnecting a dropped stream.
@@ -87,8 +88,8 @@ async def event_stream(
         rest = await service.events_of(session, execution_id, after_seq=after_seq, limit=1)
         if not rest:
             return Response(status_code=204)
-    hub: RealtimeHub = request.app.state.realtime
-    settings = request.app.state.settings
+    hub = REALTIME.get(request)
+    settings = SETTINGS.get(request)
     stream = _stream(
         hub,
         execution_id,

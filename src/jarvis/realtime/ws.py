@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from jarvis.audit.service import record_audit
-from jarvis.auth.credentials import Credentials
+from jarvis.auth.credentials import CREDENTIALS, Credentials
 from jarvis.auth.dependencies import SESSION_COOKIE
 from jarvis.core.identity import Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, NotFound
 from jarvis.orchestration.events import Event
-from jarvis.realtime.hub import ExecutionFollower, RealtimeHub, encode
+from jarvis.realtime.hub import REALTIME, ExecutionFollower, RealtimeHub, encode
 from jarvis.realtime.protocol import (
     CLIENT_MESSAGE_TYPES,
     CLOSE_GOING_AWAY,
@@ -70,6 +70,7 @@ from jarvis.realtime.protocol import (
     UnsubscribeExecution,
     client_message_adapter,
 )
+from jarvis.settings import SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -207,7 +208,7 @@ def _bearer(websocket: WebSocket) -> str | None:
 async def authenticate(websocket: WebSocket, *, wait_seconds: float) -> Principal:
     """The caller: from the cookie, a bearer token (header or ``?token=``), or the first
     message (within ``wait_seconds``). Raises ``AuthFailed`` with the close reason."""
-    credentials: Credentials = websocket.app.state.credentials
+    credentials = CREDENTIALS.get(websocket)
     cookie = websocket.cookies.get(SESSION_COOKIE) if _same_origin(websocket) else None
     tokens = [t for t in (_bearer(websocket), websocket.query_params.get("token")) if t]
     if cookie or tokens:
@@ -476,8 +477,8 @@ def _log_failure(reader: asyncio.Task[None], client_id: str) -> None:
 @router.websocket(WS_PATH)
 async def execution_events_socket(websocket: WebSocket) -> None:
     """Live execution events (see the module docstring and docs/realtime.md)."""
-    hub: RealtimeHub = websocket.app.state.realtime
-    settings = websocket.app.state.settings
+    hub = REALTIME.get(websocket)
+    settings = SETTINGS.get(websocket)
     await websocket.accept()
     try:
         principal = await authenticate(websocket, wait_seconds=settings.ws_auth_timeout_seconds)

@@ -22,9 +22,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from jarvis.auth.cookies import SESSION_COOKIE, csrf_token_for
+from jarvis.config.dependencies import CONFIG
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Principal
 from jarvis.personas.service import persona_colours, persona_names
+from jarvis.settings import SECRET_KEY
 from jarvis.web.theme import scheme_version
 
 WEB_DIR = Path(__file__).parent
@@ -153,7 +155,7 @@ async def page_context(
     request: Request, session: AsyncSession, principal: Principal | None, section: str
 ) -> PageContext:
     """The shared context of a page for ``principal`` (None on the sign-in page)."""
-    config: ConfigService = request.app.state.config
+    config = CONFIG.get(request)
     mode = request.cookies.get(MODE_COOKIE, "auto")
     ctx = PageContext(
         request=request,
@@ -167,7 +169,7 @@ async def page_context(
     if principal is not None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie and principal.via == "session":
-            ctx.csrf_token = csrf_token_for(request.app.state.secret_key, cookie)
+            ctx.csrf_token = csrf_token_for(SECRET_KEY.get(request), cookie)
         ctx.personas = await _personas(session, principal)
         ctx.persona_name = dict(ctx.personas).get(principal.persona, principal.persona)
     return ctx

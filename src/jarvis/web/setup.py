@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from jarvis.auth.dependencies import resolve_principal
-from jarvis.db.session import unit_of_work
+from jarvis.db.session import DATABASE, unit_of_work
 from jarvis.web.deps import SignInRequired
 from jarvis.web.pages import PAGE_ROUTERS
 from jarvis.web.rendering import STATIC_DIR, page_context, redirect, render
@@ -73,7 +73,7 @@ async def _error_page(request: Request, problem: Response, exc: Exception) -> Re
         principal = None
     template = "errors/not_found.html" if status == 404 else "errors/error.html"
     try:
-        async with unit_of_work(request.app.state.db, write=False) as session:
+        async with unit_of_work(DATABASE.get(request), write=False) as session:
             ctx = await page_context(request, session, principal, section="")
     except Exception:
         # The error may be the database itself: the page is still shown, unthemed.

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from jarvis.agents import service
-from jarvis.agents.listing import AgentPageCache
+from jarvis.agents.listing import AGENT_PAGE_CACHE
 from jarvis.agents.schemas import AgentOut, AgentUpdate, AgentVersionOut
 from jarvis.core.identity import Principal
 from jarvis.core.layers import Layer
@@ -103,7 +103,7 @@ async def agent_list(
         filters["q"],
     )
     # The API's page cache: a hit is the rendered JSON page, no agent query at all.
-    cache: AgentPageCache = request.app.state.agent_page_cache
+    cache = AGENT_PAGE_CACHE.get(request)
     body = cache.get(service.page_key(flt, limit=limit, offset=offset))
     if body is None:
         body = await service.agent_page_json(session, flt, limit=limit, offset=offset, cache=cache)

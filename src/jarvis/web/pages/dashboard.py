@@ -26,6 +26,7 @@ from jarvis.core.permissions import EXECUTIONS_APPROVE
 from jarvis.db.migrate import head_revision, revision_on
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow
+from jarvis.orchestration.dependencies import DISPATCHER
 from jarvis.orchestration.store.figures import (
     ExecutionLine,
     HourlyExecutions,
@@ -37,6 +38,7 @@ from jarvis.orchestration.store.figures import (
 )
 from jarvis.orchestration.store.leases import live_workers
 from jarvis.personas.service import get_persona
+from jarvis.settings import SETTINGS
 from jarvis.web.charts import Series, line_chart, stacked_bars
 from jarvis.web.deps import Viewer
 from jarvis.web.rendering import page_context, render
@@ -190,8 +192,8 @@ def success_chart(hourly: HourlyExecutions, *, chart_id: str) -> Chart:
 
 
 async def _health(request: Request, session: AsyncSession, now: datetime) -> Health:
-    settings = request.app.state.settings
-    dispatcher = request.app.state.dispatcher
+    settings = SETTINGS.get(request)
+    dispatcher = DISPATCHER.get(request)
     return Health(
         database=DATABASE_NAMES.get(session.get_bind().dialect.name, "database"),
         revision=await revision_on(await session.connection()),

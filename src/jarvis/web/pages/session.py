@@ -11,7 +11,7 @@ from starlette.responses import Response
 from jarvis.auth.oauth import LOGIN_PATHS, safe_next_path
 from jarvis.auth.oauth_routes import sign_in_providers
 from jarvis.auth.routes import sign_in_with_password, sign_out
-from jarvis.config.service import ConfigService
+from jarvis.config.dependencies import CONFIG
 from jarvis.core.guards import current_principal
 from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.db.session import DbSession
@@ -70,7 +70,7 @@ async def login_submit(request: Request, session: DbSession) -> Response:
     else:
         try:
             await sign_in_with_password(
-                request, response, request.app.state.config, email, form.get("password")
+                request, response, CONFIG.get(request), email, form.get("password")
             )
         except JarvisError as exc:
             if exc.status not in (401, 429):
@@ -103,7 +103,7 @@ async def theme_stylesheet(
     persona: Annotated[str, Path(pattern=PERSONA_KEY_PATTERN)],
 ) -> Response:
     """The persona's colours as CSS custom properties (immutable under its version)."""
-    config: ConfigService = request.app.state.config
+    config = CONFIG.get(request)
     scheme = (await persona_colours(config, persona)).model_dump()
     version = scheme_version(scheme)
     cache = (
