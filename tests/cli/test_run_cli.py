@@ -227,10 +227,12 @@ def test_run_draws_a_live_layer_table_on_a_terminal(
 def test_invalid_input_exits_2_and_creates_nothing(demo_db: Path) -> None:
     unknown = jarvis("run", "hello", "--persona", "nobody")
     assert unknown.exit_code == 2
+    # Named by the option the user typed, not by a request body's field.
     assert (
-        "unknown persona 'nobody'; registered personas: admin, it_support, underwriter"
+        "--persona: unknown persona 'nobody'; registered personas: admin, it_support, underwriter"
         in unknown.output
     )
+    assert "body." not in unknown.output and "body:" not in unknown.output
     empty = jarvis("run", "   ", "--persona", "admin")
     assert empty.exit_code == 2
     assert "the command is empty" in empty.output

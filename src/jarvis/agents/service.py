@@ -196,7 +196,7 @@ async def create_agent(
     metrics: AgentMetrics | None = None,
 ) -> Agent:
     """Create an agent; 409 if the name is taken, 422 if the persona is unknown."""
-    await require_persona(session, data.persona, loc=("body", "persona"))
+    await require_persona(session, data.persona, loc=("persona",))
     validate_agent_config(data.kind, data.config)
     await _ensure_name_free(session, data.name, except_id=None)
     values = data.model_dump(by_alias=False)
@@ -246,7 +246,7 @@ async def _apply(
     actor: Actor,
 ) -> Agent:
     if "persona" in changes:
-        await require_persona(session, changes["persona"], loc=("body", "persona"))
+        await require_persona(session, changes["persona"], loc=("persona",))
     if "kind" in changes or "config" in changes:
         # A new kind must accept the config the agent keeps, and a new config its kind.
         validate_agent_config(changes.get("kind", agent.kind), changes.get("config", agent.config))

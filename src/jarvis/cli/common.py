@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import NoReturn, TypeVar
 
@@ -42,12 +42,29 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command body; domain errors become a clean message and exit 1."""
+def worded(exc: JarvisError, options: Mapping[str, str] | None = None) -> str:
+    """A service's error in the command's words. Services name bare fields (``persona``);
+    a field the command takes as an option is named by that option (``--persona``), so the
+    message points at what the user typed, never at an HTTP body."""
+    if not exc.errors or not options:
+        return exc.detail
+    parts = []
+    for error in exc.errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        if loc and loc[0] in options:
+            loc = [options[loc[0]], *loc[1:]]
+        where = ".".join(loc)
+        parts.append(f"{where}: {error.get('msg', 'invalid value')}" if where else exc.detail)
+    return "; ".join(parts)
+
+
+def run(main: Callable[[], Awaitable[T]], options: Mapping[str, str] | None = None) -> T:
+    """Run an async command body; domain errors become a clean message and exit 1
+    (field errors named by the command's ``options``: field name -> option)."""
     try:
         return asyncio.run(_call(main))
     except JarvisError as exc:
-        fail(exc.detail)
+        fail(worded(exc, options))
     except SettingsError as exc:
         fail(str(exc))
 

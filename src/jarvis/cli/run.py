@@ -26,7 +26,7 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.service import get_user_by_email, user_actor
-from jarvis.cli.common import console, existing_database, fail, settings
+from jarvis.cli.common import console, existing_database, fail, settings, worded
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor
@@ -458,14 +458,19 @@ def invalid(message: str) -> NoReturn:
     fail(message, EXIT_INVALID)
 
 
+# The services' field names and the options of `jarvis run` that carry them.
+RUN_OPTIONS = {"persona": "--persona", "workflowId": "--workflow-id", "command": "COMMAND"}
+
+
 def execute(body: Any) -> int:
-    """Run an async command body returning an exit code; domain errors exit cleanly."""
+    """Run an async command body returning an exit code; domain errors exit cleanly,
+    worded with the command's options."""
     try:
         code: int = asyncio.run(body())
     except ValidationFailed as exc:
-        invalid(exc.detail)
+        invalid(worded(exc, RUN_OPTIONS))
     except JarvisError as exc:
-        fail(exc.detail)
+        fail(worded(exc, RUN_OPTIONS))
     except SettingsError as exc:
         fail(str(exc))
     return code

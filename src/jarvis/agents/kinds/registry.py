@@ -49,7 +49,7 @@ def get_kind(name: str) -> AgentKind | None:
 
 
 def validate_agent_config(
-    kind_name: str, config: dict[str, Any], *, loc: Sequence[str | int] = ("body",)
+    kind_name: str, config: dict[str, Any], *, loc: Sequence[str | int] = ()
 ) -> KindConfig:
     """``config`` checked against the kind's schema; 422 naming the kind or the field."""
     kind = get_kind(kind_name)
