@@ -46,6 +46,7 @@ from jarvis.orchestration.lifecycle import (
     PAUSE_EVENT,
     TERMINAL_EVENTS,
     ExecutionStatus,
+    StepStatus,
 )
 from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
@@ -413,20 +414,20 @@ def print_outcome(document: ExecutionOut, *, with_steps: bool) -> None:
     status = document.status
     response = (document.result or {}).get("response")
     # Answers print as plain text, not in a box: e-mail drafts are meant to be copied.
-    if status == "completed":
+    if status == ExecutionStatus.COMPLETED:
         console.rule("Response", align="left")
         console.print(Text(response or "(no agent produced a text answer)"))
         console.rule()
-    elif status == "awaiting_approval":
+    elif status in AWAITING_PERSON:
         for step in document.steps:
-            if step.status == "awaiting_approval":
+            if step.status == StepStatus.AWAITING_APPROVAL:
                 console.rule(f"Proposed by {escape(step.agent_name)}", align="left")
                 console.print(Text(_step_note(step)))
         console.rule()
     duration = f" in {document.duration_ms} ms" if document.duration_ms is not None else ""
     style = STATUS_STYLE.get(status, "")
     console.print(f"Execution {execution_id}: [{style}]{status}[/]{duration}", highlight=False)
-    if status == "awaiting_approval":
+    if status in AWAITING_PERSON:
         console.print(
             "Awaiting a human decision. Approve with "
             f"[bold]jarvis executions approve {execution_id}[/] (or reject with "

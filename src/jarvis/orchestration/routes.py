@@ -103,7 +103,7 @@ async def cancel_execution(
     execution = await service.cancel_execution(
         session, bus, execution_id, principal=principal, actor=principal.actor
     )
-    if execution.status == "running":
+    if execution.status == ExecutionStatus.RUNNING:
         response.status_code = 202
     return ExecutionSummary.model_validate(execution)
 

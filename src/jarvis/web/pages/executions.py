@@ -29,7 +29,7 @@ from jarvis.orchestration import service
 from jarvis.orchestration.attempts import preview
 from jarvis.orchestration.commands import approve_and_continue, start_execution
 from jarvis.orchestration.dependencies import Bus, DispatcherDep
-from jarvis.orchestration.lifecycle import CANCELLABLE, FINAL, ExecutionStatus
+from jarvis.orchestration.lifecycle import CANCELLABLE, FINAL, ExecutionStatus, StepStatus
 from jarvis.orchestration.schemas import (
     MAX_COMMAND_CHARS,
     Decision,
@@ -191,14 +191,14 @@ def layer_status(
     if layer in completed:
         return completed[layer]
     statuses = {s.status for s in steps}
-    if "awaiting_approval" in statuses:
-        return "awaiting_approval"
+    if StepStatus.AWAITING_APPROVAL in statuses:
+        return StepStatus.AWAITING_APPROVAL
     if not steps:
         return "not_run" if execution.status in FINAL else "waiting"
-    for final in ("failed", "rejected", "cancelled"):
+    for final in (StepStatus.FAILED, StepStatus.REJECTED, StepStatus.CANCELLED):
         if final in statuses:
             return final
-    return "completed" if execution.status in FINAL else "running"
+    return StepStatus.COMPLETED if execution.status in FINAL else StepStatus.RUNNING
 
 
 @dataclass
@@ -255,7 +255,9 @@ async def panel_view(session: DbSession, execution_id: str, principal: Principal
         started_iso=iso(execution.started_at or execution.created_at),
         can_approve=principal.can(perm.EXECUTIONS_APPROVE),
         can_cancel=principal.can(perm.EXECUTIONS_CREATE),
-        awaiting=[_step_view(s) for s in execution.steps if s.status == "awaiting_approval"],
+        awaiting=[
+            _step_view(s) for s in execution.steps if s.status == StepStatus.AWAITING_APPROVAL
+        ],
     )
 
 
@@ -389,6 +391,6 @@ async def cancel(
         )
     except Conflict as exc:
         return _back(execution_id, f"Not cancelled: {exc.detail}")
-    if execution.status == "running":
+    if execution.status == ExecutionStatus.RUNNING:
         return _back(execution_id, "Cancelling: the running agents are being stopped")
     return _back(execution_id, "Cancelled")
