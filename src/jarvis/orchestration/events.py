@@ -64,7 +64,12 @@ class EventModel(BaseModel):
 
     def body(self) -> Event:
         """The event as the store takes it: the members given, ``type`` first, camelCase."""
-        fields = self.model_dump(mode="json", exclude_unset=True, exclude=set(ENVELOPE))
+        # The engine's events carry no envelope yet; skipping the exclusion then saves
+        # Pydantic building one per event on the hot path.
+        enveloped = not ENVELOPE.isdisjoint(self.model_fields_set)
+        fields = self.model_dump(
+            mode="json", exclude_unset=True, exclude=set(ENVELOPE) if enveloped else None
+        )
         fields.pop("type", None)
         return {"type": self.type, **fields}
 
