@@ -14,7 +14,6 @@ from jarvis.config.dependencies import Config
 from jarvis.config.registry import KeyInfo, RegistryChanges
 from jarvis.config.schemas import (
     KEY_PATTERN,
-    CandidateOut,
     ChangeLogOut,
     ChangeRequestOut,
     ConfigValueOut,
@@ -34,7 +33,7 @@ from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import BadRequest, ValidationFailed
-from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.clock import as_utc
 from jarvis.kit.schema import MAX_PAGE_SIZE, Limit, Offset, Page
 
 router = APIRouter(prefix="/api/config", tags=["config"])
@@ -196,20 +195,10 @@ async def get_setting(
     ] = None,
     explain: Annotated[bool, Query(description="List every candidate and why")] = False,
 ) -> SettingOut:
-    scope = _scope(persona, agent_id, workflow_id)
-    info = await config.key_info(key)
-    when = _instant(at)
-    resolution = await config.resolve(key, scope, at=when)
-    out = SettingOut.of(resolution, scope=scope, at=when or utcnow(), secret=info.secret)
-    if explain:
-        candidates = await config.explain(key, scope, at=when)
-        out.candidates = [CandidateOut.of(c, secret=info.secret) for c in candidates]
-        out.explanation = (
-            f"{resolution.source} value version {resolution.version} wins"
-            if resolution.source != "default"
-            else "no live value applies; the registry default is used"
-        )
-    return out
+    explained = await config.explain_setting(
+        key, _scope(persona, agent_id, workflow_id), at=_instant(at), candidates=explain
+    )
+    return SettingOut.explained(explained)
 
 
 @router.post(
