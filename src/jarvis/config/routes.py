@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from jarvis.config import snapshots as snap
@@ -42,6 +42,8 @@ KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=100, description="
 PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]
+# A decision's reason is optional, and so is its body.
+DecisionBody = Annotated[Decision, Body(default_factory=Decision)]
 
 
 def _key_out(info: KeyInfo) -> RegistryKeyOut:
@@ -370,7 +372,7 @@ async def change_request(
 )
 async def approve(
     request_id: IdPath,
-    body: Decision,
+    body: DecisionBody,
     principal: ConfigApprover,
     session: DbSession,
     config: Config,
@@ -386,7 +388,7 @@ async def approve(
 )
 async def reject(
     request_id: IdPath,
-    body: Decision,
+    body: DecisionBody,
     principal: ConfigApprover,
     session: DbSession,
     config: Config,
@@ -401,7 +403,11 @@ async def reject(
     summary="Withdraw your own pending request",
 )
 async def withdraw(
-    request_id: IdPath, body: Decision, principal: ConfigWriter, session: DbSession, config: Config
+    request_id: IdPath,
+    principal: ConfigWriter,
+    session: DbSession,
+    config: Config,
+    body: DecisionBody,
 ) -> ChangeRequestOut:
     row = await config.withdraw(session, request_id, actor=principal.actor, reason=body.reason)
     return await _request_out(session, row)

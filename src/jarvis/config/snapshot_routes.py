@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jarvis.config import snapshots as snap
@@ -106,10 +106,11 @@ async def diff_snapshot(
 )
 async def restore_snapshot(
     snapshot_id: IdPath,
-    body: RestoreIn,
     principal: ConfigWriter,
     session: DbSession,
     config: Config,
+    # No body restores with the defaults (not a dry run).
+    body: Annotated[RestoreIn, Body(default_factory=RestoreIn)],
 ) -> dict[str, Any]:
     report = await snap.restore_snapshot(
         session,
