@@ -287,9 +287,9 @@ def test_persona_and_agent_scopes_and_explain(url: str) -> None:
     # A scope the key does not allow, and scopes naming nothing real.
     not_allowed = failed("set", "ratelimit.login_attempts_per_minute", "5", "--persona", "admin")
     assert "cannot be set at persona scope" in not_allowed.output
-    assert (
-        "no agent with id 999999" in failed("set", "llm.model", "x", "--agent-id", "999999").output
-    )
+    assert "error: the scope (--persona, --agent-id, --workflow-id): " in not_allowed.output
+    no_agent = failed("set", "llm.model", "x", "--agent-id", "999999").output
+    assert "error: --agent-id: no agent with id 999999" in no_agent
     assert (
         "unknown persona 'astronaut'"
         in failed("set", "llm.model", "x", "--persona", "astronaut").output
@@ -329,7 +329,7 @@ def test_schema_violation_lists_each_error_with_its_json_path(url: str) -> None:
     assert "rule 'pattern'" in result.stderr
     assert "additionalProperties" in result.stderr
     # Each error on its own line under the message, with where it is.
-    assert re.search(r"^\s+- value\.primary: .*\$\.primary", result.stderr, re.MULTILINE)
+    assert re.search(r"^\s+- VALUE\.primary: .*\$\.primary", result.stderr, re.MULTILINE)
     assert get_json("persona.colors")["source"] == "default"
 
     # A number below the minimum, given after "--" so it is not read as an option.
@@ -407,10 +407,14 @@ def test_scheduled_from_applies_only_from_then(url: str) -> None:
     assert gone["source"] == "default"
     past = failed("set", "llm.model", "x", "--from", "2020-01-01T00:00:00Z")
     assert "in the past" in past.output
+    # The CLI names its own option, not the API's field.
+    assert "error: --from: is in the past" in past.output
+    assert "effectiveFrom" not in past.output
     backwards = failed(
         "set", "llm.model", "x", "--from", iso(timedelta(days=2)), "--to", iso(timedelta(days=1))
     )
     assert "must be later than effectiveFrom" in backwards.output
+    assert "error: --to: must be later" in backwards.output
 
 
 # --- history, revert, deactivate ----------------------------------------------------------

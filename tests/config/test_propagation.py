@@ -76,10 +76,12 @@ class Spy:
         self.keys: list[set[str]] = []
         self.cleared = 0
         self.polls = 0
+        # The listener and the poll are the reads part's: spy on it.
+        reads = config.reads
         invalidate, invalidate_all, poll_once = (
-            config.invalidate,
-            config.invalidate_all,
-            config.poll_once,
+            reads.invalidate,
+            reads.invalidate_all,
+            reads.poll_once,
         )
 
         def spy_invalidate(keys: Iterable[str], *, definitions: Iterable[str] = ()) -> None:
@@ -95,9 +97,9 @@ class Spy:
             self.polls += 1
             return await poll_once()
 
-        config.invalidate = spy_invalidate  # type: ignore[method-assign]
-        config.invalidate_all = spy_invalidate_all  # type: ignore[method-assign]
-        config.poll_once = spy_poll_once  # type: ignore[method-assign]
+        reads.invalidate = spy_invalidate  # type: ignore[method-assign]
+        reads.invalidate_all = spy_invalidate_all  # type: ignore[method-assign]
+        reads.poll_once = spy_poll_once  # type: ignore[method-assign]
 
     def named(self, key: str) -> bool:
         return any(key in keys for keys in self.keys)

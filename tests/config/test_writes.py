@@ -339,7 +339,7 @@ async def rejected(w: World, *args: Any, **kwargs: Any) -> ValidationFailed:
 async def test_a_scope_the_key_does_not_allow_is_rejected(world: World) -> None:
     error = await rejected(world, 10, ADMIN, key="ratelimit.login_attempts_per_minute")
     assert error.errors is not None
-    assert error.errors[0]["loc"] == ["body", "scope"]
+    assert error.errors[0]["loc"] == ["scope"]
     assert "cannot be set at persona scope; allowed: global" in error.errors[0]["msg"]
 
     colours = {
@@ -356,12 +356,12 @@ async def test_a_scope_the_key_does_not_allow_is_rejected(world: World) -> None:
 async def test_an_unknown_persona_or_agent_in_the_scope_is_rejected(world: World) -> None:
     error = await rejected(world, 10, Scope(persona="nobody"))
     assert error.errors is not None
-    assert error.errors[0]["loc"] == ["body", "scope", "persona"]
+    assert error.errors[0]["loc"] == ["scope", "persona"]
     assert "unknown persona 'nobody'" in error.detail
 
     error = await rejected(world, 10, Scope("admin", world.agent + 1000))
     assert error.errors is not None
-    assert error.errors[0]["loc"] == ["body", "scope", "agentId"]
+    assert error.errors[0]["loc"] == ["scope", "agentId"]
     assert f"no agent with id {world.agent + 1000}" in error.detail
 
 
@@ -370,17 +370,17 @@ async def test_a_window_that_ends_before_it_starts_is_rejected(world: World) -> 
     for end in (start, start - timedelta(minutes=1)):
         error = await rejected(world, 10, effective_from=start, effective_to=end)
         assert error.errors is not None
-        assert error.errors[0]["loc"] == ["body", "effectiveTo"]
+        assert error.errors[0]["loc"] == ["effectiveTo"]
     # Without a start, the window starts now: an end in the past is rejected too.
     error = await rejected(world, 10, effective_to=utcnow() - timedelta(minutes=1))
     assert error.errors is not None
-    assert error.errors[0]["loc"] == ["body", "effectiveTo"]
+    assert error.errors[0]["loc"] == ["effectiveTo"]
 
 
 async def test_a_start_in_the_past_is_rejected(world: World) -> None:
     error = await rejected(world, 10, effective_from=utcnow() - timedelta(minutes=1))
     assert error.errors is not None
-    assert error.errors[0]["loc"] == ["body", "effectiveFrom"]
+    assert error.errors[0]["loc"] == ["effectiveFrom"]
     assert "in the past" in error.detail
 
 
@@ -397,7 +397,7 @@ async def test_a_value_failing_the_schema_is_rejected_with_json_path_and_rule(
     error = await rejected(world, -1)
     assert error.errors is not None
     assert [(e["jsonPath"], e["rule"]) for e in error.errors] == [("$", "exclusiveMinimum")]
-    assert error.errors[0]["loc"] == ["body", "value"]
+    assert error.errors[0]["loc"] == ["value"]
     assert "agent.timeout_seconds" in error.detail
 
     error = await rejected(world, "thirty")
@@ -415,7 +415,7 @@ async def test_a_value_failing_the_schema_is_rejected_with_json_path_and_rule(
     assert ("$", "required") in found
     assert ("$", "additionalProperties") in found
     primary = next(e for e in error.errors if e["jsonPath"] == "$.primary")
-    assert primary["loc"] == ["body", "value", "primary"]
+    assert primary["loc"] == ["value", "primary"]
     assert "rule 'pattern' at $.primary" in primary["msg"]
 
 
@@ -481,7 +481,7 @@ async def test_a_schema_that_would_break_stored_values_is_refused(world: World) 
     errors = raised.value.errors
     assert errors is not None
     assert len(errors) == 2
-    assert all(e["rule"] == "maximum" and e["loc"] == ["body", "schema"] for e in errors)
+    assert all(e["rule"] == "maximum" and e["loc"] == ["schema"] for e in errors)
     messages = " ".join(e["msg"] for e in errors)
     assert "version 1 at global" in messages
     assert "version 2 at persona=admin" in messages
@@ -502,7 +502,7 @@ async def test_a_schema_or_default_that_rejects_the_default_is_refused(world: Wo
     with pytest.raises(ValidationFailed) as raised:
         await update(world, RegistryChanges(schema={"type": "number", "maximum": 10}))
     assert raised.value.errors is not None
-    assert raised.value.errors[0]["loc"][:2] == ["body", "default"]
+    assert raised.value.errors[0]["loc"][:1] == ["default"]
     with pytest.raises(ValidationFailed):
         await update(world, RegistryChanges(default=-5, default_set=True))
     assert await revision(world.db) == 1

@@ -1,22 +1,32 @@
-"""Change requests (four eyes): open, list, lock a pending one, close, and how they show.
+"""Change requests (four eyes): open, list, lock a pending one, decide, and how they show.
 
-Applying an approved request is the ConfigService's job (``ConfigService.approve``): it
-is the same write as a direct change, made by the approver.
+A writer opens a request (``open_request``) where a key needs approval. ``Approvals``
+decides: approving applies the request as the same write as a direct change
+(``ValueWrites.apply_set`` / ``apply_deactivate``, ``KeyRegistry.update_key``), made by the
+approver; rejecting and withdrawing close it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import lock_ledger, record_audit
-from jarvis.config.models import ConfigChangeRequest
-from jarvis.config.validation import mask
+from jarvis.config.models import ConfigChangeRequest, ConfigValue
+from jarvis.config.registry import RegistryChanges
+from jarvis.config.validation import mask, validate_value
 from jarvis.core.identity import Actor
-from jarvis.errors import Conflict, NotFound
+from jarvis.core.scope import Scope
+from jarvis.errors import Conflict, Forbidden, NotFound
 from jarvis.kit.clock import utcnow
+
+if TYPE_CHECKING:  # the writers open requests through this module's functions
+    from jarvis.config.keys import KeyRegistry
+    from jarvis.config.reads import ConfigReads
+    from jarvis.config.writes import ValueWrites
 
 
 async def open_request(
@@ -153,3 +163,134 @@ def request_json(request: ConfigChangeRequest, *, secret: bool) -> dict[str, Any
         "decisionReason": request.decision_reason,
         "appliedValueId": request.applied_value_id,
     }
+
+
+class Approvals:
+    """Deciding change requests: approve (and apply), reject, withdraw."""
+
+    def __init__(self, reads: ConfigReads, writes: ValueWrites, keys: KeyRegistry) -> None:
+        self.reads = reads
+        self.writes = writes
+        self.keys = keys
+
+    async def list_requests(
+        self, session: AsyncSession, *, status: str | None, limit: int, offset: int
+    ) -> tuple[list[ConfigChangeRequest], int]:
+        """Change requests, newest first; only ``status`` when given."""
+        return await list_requests(session, status=status, limit=limit, offset=offset)
+
+    async def get_request(self, session: AsyncSession, request_id: int) -> ConfigChangeRequest:
+        """One change request; 404 when there is none."""
+        return await get_request(session, request_id)
+
+    async def approve(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        """Apply a pending request; only someone other than its requester may."""
+        request = await lock_pending(session, request_id)
+        if actor.user_id is None:
+            raise Forbidden("a change request is approved by a person: act as a signed-in admin")
+        if same_person(request, actor):
+            raise Forbidden("you cannot approve your own change request; ask another admin")
+        info = await self.reads.key_info(request.config_key, session)
+        payload = request.payload
+        if request.action == "registry":
+            await self.keys.update_key(
+                session,
+                info.key,
+                RegistryChanges.from_json(payload),
+                actor=actor,
+                if_match=int(payload["revision"]),
+                change_request_id=request.id,
+            )
+            return await close_request(
+                session, request, "approved", actor=actor, reason=reason, secret=info.secret
+            )
+        scope = Scope.from_json(payload.get("scope"))
+        await self.writes.check_scope(session, info, scope, loc=("payload", "scope"))
+        applied: ConfigValue
+        if request.action == "deactivate":
+            row = await self.writes.find_version(session, info.key, scope, int(payload["version"]))
+            if not row.is_active:
+                raise Conflict(f"version {row.version} of '{info.key}' is no longer active")
+            applied = await self.writes.apply_deactivate(
+                session,
+                info,
+                row,
+                actor=actor,
+                reason=request.reason,
+                action="deactivate",
+                change_request_id=request.id,
+            )
+        else:
+            value = payload["value"]
+            validate_value(
+                info.validator, value, key=info.key, loc=("payload", "value"), secret=info.secret
+            )
+            now = utcnow()
+            start = _instant(payload.get("effectiveFrom")) or now
+            end = _instant(payload.get("effectiveTo"))
+            if end is not None and end <= max(start, now):
+                raise Conflict(
+                    f"change request {request_id} would end at {end.isoformat()}, which has "
+                    "passed; reject it and request the change again"
+                )
+            applied = await self.writes.apply_set(
+                session,
+                info,
+                value,
+                scope,
+                actor=actor,
+                start=start,
+                end=end,
+                reason=request.reason,
+                action=request.action,
+                change_request_id=request.id,
+            )
+        return await close_request(
+            session,
+            request,
+            "approved",
+            actor=actor,
+            reason=reason,
+            secret=info.secret,
+            applied_value_id=applied.id,
+        )
+
+    async def reject(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        """Close a pending request unapplied; only someone other than its requester may."""
+        request = await lock_pending(session, request_id)
+        if actor.user_id is None:
+            raise Forbidden("a change request is rejected by a person: act as a signed-in admin")
+        if same_person(request, actor):
+            raise Forbidden("you cannot reject your own change request; withdraw it instead")
+        return await self._close(session, request, "rejected", actor=actor, reason=reason)
+
+    async def withdraw(
+        self, session: AsyncSession, request_id: int, *, actor: Actor, reason: str | None = None
+    ) -> ConfigChangeRequest:
+        """The requester takes a pending request back."""
+        request = await lock_pending(session, request_id)
+        if not same_person(request, actor):
+            raise Forbidden("only the requester can withdraw a change request")
+        return await self._close(session, request, "withdrawn", actor=actor, reason=reason)
+
+    async def _close(
+        self,
+        session: AsyncSession,
+        request: ConfigChangeRequest,
+        status: str,
+        *,
+        actor: Actor,
+        reason: str | None,
+    ) -> ConfigChangeRequest:
+        info = await self.reads.key_info(request.config_key, session)
+        return await close_request(
+            session, request, status, actor=actor, reason=reason, secret=info.secret
+        )
+
+
+def _instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

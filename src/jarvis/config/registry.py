@@ -1,8 +1,12 @@
 """The registry of configuration keys: definitions as the service uses them, the checks a
-definition change must pass, and listing."""
+definition change must pass, looking one up, and listing.
+
+Changing a definition is ``jarvis.config.keys``; the cached lookup ``jarvis.config.reads``.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jarvis.config.models import ConfigChangeLog, ConfigChangeRequest, ConfigRegistry, ConfigValue
 from jarvis.config.validation import compile_schema, mask, schema_errors
 from jarvis.core.scope import LEVELS, Scope
-from jarvis.errors import ValidationFailed
+from jarvis.errors import NotFound, ValidationFailed
 from jarvis.kit.clock import utcnow
 
 
@@ -107,6 +111,17 @@ def value_scope(row: ConfigValue | ConfigChangeLog) -> Scope:
     return Scope(row.persona, row.agent_id, row.workflow_id)
 
 
+async def load_key(session: AsyncSession, key: str) -> KeyInfo:
+    """The registry entry of ``key`` as stored; 404 naming the closest keys when unknown."""
+    row = await session.get(ConfigRegistry, key)
+    if row is not None:
+        return KeyInfo.from_row(row)
+    known = list((await session.scalars(select(ConfigRegistry.key))).all())
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+    raise NotFound(f"no configuration key '{key}'{hint}")
+
+
 async def list_keys(
     session: AsyncSession, *, search: str | None, limit: int, offset: int
 ) -> tuple[list[KeyInfo], int]:
@@ -139,7 +154,7 @@ async def check_values_against(
     )
     broken = []
     for row in rows:
-        for error in schema_errors(validator, row.value, loc=["body", "schema"], secret=secret):
+        for error in schema_errors(validator, row.value, loc=["schema"], secret=secret):
             broken.append(
                 {
                     **error,
@@ -163,7 +178,7 @@ async def check_scopes_in_use(session: AsyncSession, key: str, scopes: Sequence[
     used = sorted({value_scope(r).level.value for r in rows} - set(scopes))
     if used:
         raise ValidationFailed.field(
-            ["body", "scopes"],
+            ["scopes"],
             f"active values exist at scope(s) {', '.join(used)}; deactivate them first",
         )
 
@@ -173,7 +188,7 @@ def ordered_scopes(scopes: Sequence[str]) -> list[str]:
     unknown = wanted - {level.value for level in LEVELS}
     if unknown or not wanted:
         raise ValidationFailed.field(
-            ["body", "scopes"],
+            ["scopes"],
             "must name at least one of global, persona, agent, workflow"
             + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""),
         )

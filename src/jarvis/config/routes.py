@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from jarvis.config import snapshots as snap
@@ -14,7 +14,6 @@ from jarvis.config.dependencies import Config
 from jarvis.config.registry import KeyInfo, RegistryChanges
 from jarvis.config.schemas import (
     KEY_PATTERN,
-    CandidateOut,
     ChangeLogOut,
     ChangeRequestOut,
     ConfigValueOut,
@@ -34,7 +33,7 @@ from jarvis.core.personas import PERSONA_KEY_PATTERN
 from jarvis.core.scope import Scope
 from jarvis.db.session import DbSession
 from jarvis.errors import BadRequest, ValidationFailed
-from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.clock import as_utc
 from jarvis.kit.schema import MAX_PAGE_SIZE, Limit, Offset, Page
 
 router = APIRouter(prefix="/api/config", tags=["config"])
@@ -43,6 +42,8 @@ KeyPath = Annotated[str, Path(pattern=KEY_PATTERN, max_length=100, description="
 PersonaQuery = Annotated[str | None, Query(pattern=PERSONA_KEY_PATTERN, max_length=64)]
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Format = Annotated[Literal["json", "yaml"], Query(description="json or yaml")]
+# A decision's reason is optional, and so is its body.
+DecisionBody = Annotated[Decision, Body(default_factory=Decision)]
 
 
 def _key_out(info: KeyInfo) -> RegistryKeyOut:
@@ -196,20 +197,10 @@ async def get_setting(
     ] = None,
     explain: Annotated[bool, Query(description="List every candidate and why")] = False,
 ) -> SettingOut:
-    scope = _scope(persona, agent_id, workflow_id)
-    info = await config.key_info(key)
-    when = _instant(at)
-    resolution = await config.resolve(key, scope, at=when)
-    out = SettingOut.of(resolution, scope=scope, at=when or utcnow(), secret=info.secret)
-    if explain:
-        candidates = await config.explain(key, scope, at=when)
-        out.candidates = [CandidateOut.of(c, secret=info.secret) for c in candidates]
-        out.explanation = (
-            f"{resolution.source} value version {resolution.version} wins"
-            if resolution.source != "default"
-            else "no live value applies; the registry default is used"
-        )
-    return out
+    explained = await config.explain_setting(
+        key, _scope(persona, agent_id, workflow_id), at=_instant(at), candidates=explain
+    )
+    return SettingOut.explained(explained)
 
 
 @router.post(
@@ -381,7 +372,7 @@ async def change_request(
 )
 async def approve(
     request_id: IdPath,
-    body: Decision,
+    body: DecisionBody,
     principal: ConfigApprover,
     session: DbSession,
     config: Config,
@@ -397,7 +388,7 @@ async def approve(
 )
 async def reject(
     request_id: IdPath,
-    body: Decision,
+    body: DecisionBody,
     principal: ConfigApprover,
     session: DbSession,
     config: Config,
@@ -412,7 +403,11 @@ async def reject(
     summary="Withdraw your own pending request",
 )
 async def withdraw(
-    request_id: IdPath, body: Decision, principal: ConfigWriter, session: DbSession, config: Config
+    request_id: IdPath,
+    principal: ConfigWriter,
+    session: DbSession,
+    config: Config,
+    body: DecisionBody,
 ) -> ChangeRequestOut:
     row = await config.withdraw(session, request_id, actor=principal.actor, reason=body.reason)
     return await _request_out(session, row)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from jarvis.config.explanation import SettingExplanation
 from jarvis.config.resolver import Candidate, Resolution
 from jarvis.config.validation import mask
 from jarvis.core.personas import PERSONA_KEY_PATTERN
@@ -211,6 +212,16 @@ class SettingOut(ApiModel):
             secret=secret,
         )
 
+    @classmethod
+    def explained(cls, e: SettingExplanation) -> SettingOut:
+        """The API's answer for an explained setting (candidates when they were asked for)."""
+        secret = e.info.secret
+        out = cls.of(e.resolution, scope=e.scope, at=e.at, secret=secret)
+        if e.candidates is not None:
+            out.candidates = [CandidateOut.of(c, secret=secret) for c in e.candidates]
+            out.explanation = e.verdict
+        return out
+
 
 class ChangeLogOut(ApiModel):
     id: int
@@ -318,3 +329,29 @@ class WriteOut(ApiModel):
     status: Literal["applied", "pending_approval"]
     value: ConfigValueOut | None = None
     change_request: ChangeRequestOut | None = None
+
+
+class SnapshotOut(ApiModel):
+    """A snapshot as listed (``values`` only when one snapshot is shown)."""
+
+    id: int
+    name: str
+    description: str | None
+    taken_at: datetime
+    created_by: str
+    created_at: datetime
+    value_count: int
+    values: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, row: Any, *, values: list[dict[str, Any]] | None = None) -> SnapshotOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            taken_at=row.taken_at,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            value_count=len(row.content.get("values", [])),
+            values=values,
+        )

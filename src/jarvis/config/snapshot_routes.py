@@ -8,15 +8,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config
+from jarvis.config.schemas import SnapshotOut
 from jarvis.core.guards import Authenticated, ConfigWriter
 from jarvis.db.session import DbSession
 from jarvis.kit.clock import utcnow
-from jarvis.kit.schema import ApiInput, ApiModel, Limit, Offset, Page
+from jarvis.kit.schema import ApiInput, Limit, Offset, Page
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
@@ -28,17 +29,6 @@ class SnapshotIn(ApiInput):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     at: datetime | None = None
-
-
-class SnapshotOut(ApiModel):
-    id: int
-    name: str
-    description: str | None
-    taken_at: datetime
-    created_by: str
-    created_at: datetime
-    value_count: int
-    values: list[dict[str, Any]] | None = None
 
 
 class RestoreIn(ApiInput):
@@ -57,19 +47,6 @@ class ReportOut(BaseModel):
     errors: list[dict[str, Any]]
 
 
-def _snapshot_out(row: Any, *, values: list[dict[str, Any]] | None = None) -> SnapshotOut:
-    return SnapshotOut(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        taken_at=row.taken_at,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        value_count=len(snap.snapshot_values(row)),
-        values=values,
-    )
-
-
 @router.post(
     "/snapshots", response_model=SnapshotOut, status_code=201, summary="Snapshot live values"
 )
@@ -79,7 +56,7 @@ async def create_snapshot(
     row = await snap.create_snapshot(
         session, name=body.name, description=body.description, actor=principal.actor, at=body.at
     )
-    return _snapshot_out(row)
+    return SnapshotOut.of(row)
 
 
 @router.get("/snapshots", response_model=Page[SnapshotOut], summary="Snapshots, newest first")
@@ -88,7 +65,7 @@ async def list_snapshots(
 ) -> Page[SnapshotOut]:
     rows, total = await snap.list_snapshots(session, limit=limit, offset=offset)
     return Page[SnapshotOut](
-        items=[_snapshot_out(r) for r in rows], total=total, limit=limit, offset=offset
+        items=[SnapshotOut.of(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
@@ -96,7 +73,7 @@ async def list_snapshots(
 async def show_snapshot(snapshot_id: IdPath, _: Authenticated, session: DbSession) -> SnapshotOut:
     row = await snap.get_snapshot(session, snapshot_id)
     secrets = await snap.secret_keys(session)
-    return _snapshot_out(row, values=snap.masked(snap.snapshot_values(row), secrets))
+    return SnapshotOut.of(row, values=snap.masked(snap.snapshot_values(row), secrets))
 
 
 @router.get(
@@ -129,10 +106,11 @@ async def diff_snapshot(
 )
 async def restore_snapshot(
     snapshot_id: IdPath,
-    body: RestoreIn,
     principal: ConfigWriter,
     session: DbSession,
     config: Config,
+    # No body restores with the defaults (not a dry run).
+    body: Annotated[RestoreIn, Body(default_factory=RestoreIn)],
 ) -> dict[str, Any]:
     report = await snap.restore_snapshot(
         session,

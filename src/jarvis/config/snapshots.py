@@ -8,6 +8,7 @@ need approval are not applied but queued as change requests, so four eyes hold h
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,7 @@ from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.schema import ApiInput, find_unstorable
 
 EXPORT_FORMAT = "jarvis-config"
+MAX_ID = 2**31 - 1
 EXPORT_FORMAT_VERSION = 1
 
 Entry = dict[str, Any]  # {"key", "scope", "value", "version", "effectiveFrom", "effectiveTo"}
@@ -141,6 +143,25 @@ async def get_snapshot(session: AsyncSession, snapshot_id: int) -> ConfigSnapsho
     if snapshot is None:
         raise NotFound(f"no snapshot {snapshot_id}")
     return snapshot
+
+
+async def find_snapshot(session: AsyncSession, ref: str) -> ConfigSnapshot:
+    """A snapshot by id (a number is tried as an id first) or by name; 404 naming the
+    closest names otherwise."""
+    ref = ref.strip()
+    if ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID:
+        found = await session.get(ConfigSnapshot, int(ref))
+        if found is not None:
+            return found
+    found = await session.scalar(
+        select(ConfigSnapshot).where(ConfigSnapshot.name == ref).order_by(ConfigSnapshot.id)
+    )
+    if found is not None:
+        return found
+    names = list((await session.scalars(select(ConfigSnapshot.name))).all())
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+    raise NotFound(f"no snapshot with id or name '{ref}'{hint}")
 
 
 def snapshot_values(snapshot: ConfigSnapshot) -> list[Entry]:

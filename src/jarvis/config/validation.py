@@ -50,7 +50,7 @@ def _check_refs(schema: dict[str, Any], loc: Sequence[str | int]) -> None:
             ) from None
 
 
-def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("body", "schema")) -> Validator:
+def compile_schema(schema: Any, *, loc: Sequence[str | int] = ("schema",)) -> Validator:
     """A validator for ``schema`` (JSON Schema 2020-12); 422 when the schema is invalid.
 
     ``$ref`` resolves only within the schema itself: nothing is fetched over the network.
@@ -117,7 +117,7 @@ def validate_value(
     value: Any,
     *,
     key: str,
-    loc: Sequence[str | int] = ("body", "value"),
+    loc: Sequence[str | int] = ("value",),
     secret: bool = False,
 ) -> None:
     """422 unless ``value`` is small enough and satisfies the key's schema."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jarvis.auth.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, err_console, run
 from jarvis.config import snapshots as snap
-from jarvis.config.models import ConfigSnapshot
 from jarvis.config.schemas import ScopeOut
 from jarvis.config.service import SetOutcome
 from jarvis.core.identity import Actor
@@ -46,19 +44,57 @@ T = TypeVar("T")
 # --- running and failing ------------------------------------------------------------------
 
 
+# Where each field a service names comes from on the command line (services name bare
+# fields, as the API's body has them; the CLI words them with its own options).
+OPTIONS = {
+    "key": "KEY",
+    "value": "VALUE",
+    "version": "VERSION",
+    "scope": "the scope (--persona, --agent-id, --workflow-id)",
+    "persona": "--persona",
+    "agentId": "--agent-id",
+    "workflowId": "--workflow-id",
+    "effectiveFrom": "--from",
+    "effectiveTo": "--to",
+    "reason": "--reason",
+}
+
+
 def _loc(loc: Any) -> str:
+    """Where an error is in a document (an import file, a snapshot): its path."""
     parts = [str(p) for p in (loc or []) if p != "body"]
     return ".".join(parts) or "body"
 
 
-def _fail(detail: str, errors: list[dict[str, Any]] | None = None) -> NoReturn:
-    """One line saying what went wrong, then each invalid field (loc: msg), exit 1."""
-    err_console.print(f"[bold red]error:[/] {escape(detail)}", soft_wrap=True)
+def _option(loc: Any) -> str:
+    """The option (or argument) an error of a service's field names: ``--from`` for
+    ``effectiveFrom``, ``--persona`` for ``scope.persona``, ``VALUE.primary`` for
+    ``value.primary``."""
+    parts = [str(p) for p in (loc or []) if p != "body"]
+    if len(parts) > 1 and parts[0] == "scope":
+        parts = parts[1:]  # the scope's members are options of their own
+    if not parts:
+        return "input"
+    return ".".join([OPTIONS.get(parts[0], parts[0]), *parts[1:]])
+
+
+def _fail(
+    detail: str, errors: list[dict[str, Any]] | None = None, *, options: bool = False
+) -> NoReturn:
+    """One line saying what went wrong, then each invalid field (loc: msg), exit 1.
+    With ``options``, the fields are a service's and are named by the CLI's options."""
+    where = _option if options else _loc
     errors = errors or []
+    if options and len(errors) == 1:
+        # "effectiveFrom: is in the past" says "--from: is in the past".
+        named = ".".join(str(p) for p in (errors[0].get("loc") or []) if p != "body")
+        if named and detail.startswith(f"{named}: "):
+            detail = f"{where(errors[0].get('loc'))}: {detail[len(named) + 2 :]}"
+    err_console.print(f"[bold red]error:[/] {escape(detail)}", soft_wrap=True)
     if len(errors) == 1 and str(errors[0].get("msg", "")) in detail:
         errors = []  # the message already says it all
     for error in errors:
-        line = f"  - {_loc(error.get('loc'))}: {error.get('msg')}"
+        line = f"  - {where(error.get('loc'))}: {error.get('msg')}"
         err_console.print(escape(line), soft_wrap=True)
     raise typer.Exit(1)
 
@@ -70,7 +106,7 @@ def _execute(main: Callable[[], Awaitable[T]]) -> T:
         try:
             return await main()
         except JarvisError as exc:
-            _fail(exc.detail, exc.errors)
+            _fail(exc.detail, exc.errors, options=exc.request_fields)
 
     return run(guarded)
 
@@ -180,30 +216,6 @@ async def _actor(session: AsyncSession, email: str | None) -> Actor:
     if user.persona != ADMIN_PERSONA_KEY:
         raise Forbidden(f"'{user.email}' is not an admin; only admins change configuration")
     return user_actor(user)
-
-
-async def _snapshot(session: AsyncSession, ref: str) -> ConfigSnapshot:
-    """A snapshot by id (a number is tried as an id first) or by name."""
-    ref = ref.strip()
-    if ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID:
-        try:
-            return await snap.get_snapshot(session, int(ref))
-        except NotFound:
-            pass
-    names: list[str] = []
-    offset = 0
-    while True:
-        rows, total = await snap.list_snapshots(session, limit=PAGE, offset=offset)
-        for row in rows:
-            if row.name == ref:
-                return row
-            names.append(row.name)
-        offset += PAGE
-        if not rows or offset >= total:
-            break
-    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
-    raise NotFound(f"no snapshot with id or name '{ref}'{hint}")
 
 
 # --- output -------------------------------------------------------------------------------

@@ -21,14 +21,13 @@ from jarvis.cli.config.shared import (
     _print_diff,
     _print_report,
     _row,
-    _snapshot,
     _table,
     _text,
     _when,
     app,
 )
 from jarvis.config import snapshots as snap
-from jarvis.config.models import ConfigSnapshot
+from jarvis.config.schemas import SnapshotOut
 from jarvis.kit.clock import utcnow
 
 # --- snapshots ----------------------------------------------------------------------------
@@ -58,17 +57,25 @@ def snapshot(
 def snapshots(limit: Limit = 50) -> None:
     """List snapshots, newest first."""
 
-    async def body() -> tuple[list[ConfigSnapshot], int]:
+    async def body() -> tuple[list[SnapshotOut], int]:
         async with configured(write=False) as (session, _):
-            return await snap.list_snapshots(session, limit=limit, offset=0)
+            rows, total = await snap.list_snapshots(session, limit=limit, offset=0)
+            return [SnapshotOut.of(row) for row in rows], total
 
-    rows, total = _execute(body)
-    table = _table(f"Snapshots ({len(rows)} of {total})", "ID", "Name", "Taken at", "Values")
+    shown, total = _execute(body)
+    table = _table(f"Snapshots ({len(shown)} of {total})", "ID", "Name", "Taken at", "Values")
     table.add_column("By")
     table.add_column("Description")
-    for row in rows:
-        count = len(snap.snapshot_values(row))
-        _row(table, row.id, row.name, _when(row.taken_at), count, row.created_by, row.description)
+    for out in shown:
+        _row(
+            table,
+            out.id,
+            out.name,
+            _when(out.taken_at),
+            out.value_count,
+            out.created_by,
+            out.description,
+        )
     console.print(table)
 
 
@@ -83,11 +90,11 @@ def diff_command(
 
     async def body() -> tuple[str, str, snap.Diff]:
         async with configured(write=False) as (session, _):
-            before = await _snapshot(session, snapshot)
+            before = await snap.find_snapshot(session, snapshot)
             if against.strip().lower() == "current":
                 after, label = await snap.live_values(session, utcnow()), "the live values"
             else:
-                other = await _snapshot(session, against)
+                other = await snap.find_snapshot(session, against)
                 after, label = snap.snapshot_values(other), f"snapshot '{other.name}'"
             secrets = await snap.secret_keys(session)
             result = snap.diff(snap.snapshot_values(before), after, secrets=secrets)
@@ -111,7 +118,7 @@ def restore(
     async def body() -> tuple[str, snap.Report]:
         async with configured() as (session, config):
             actor = await _actor(session, as_email)
-            row = await _snapshot(session, snapshot)
+            row = await snap.find_snapshot(session, snapshot)
             report = await snap.restore_snapshot(
                 session, config, row.id, actor=actor, reason=reason, dry_run=dry_run
             )
@@ -146,7 +153,7 @@ def export(
         async with configured(write=False) as (session, _):
             secrets = await snap.secret_keys(session)
             if snapshot is not None:
-                row = await _snapshot(session, snapshot)
+                row = await snap.find_snapshot(session, snapshot)
                 entries = snap.snapshot_values(row)
                 source = {"snapshot": row.name, "takenAt": row.taken_at.isoformat()}
             else:

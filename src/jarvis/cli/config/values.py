@@ -28,7 +28,6 @@ from jarvis.cli.config.shared import (
     _print_written,
     _row,
     _scope_out,
-    _scope_text,
     _short,
     _table,
     _text,
@@ -37,12 +36,10 @@ from jarvis.cli.config.shared import (
     app,
     parse_value,
 )
-from jarvis.config.models import ConfigChangeLog
 from jarvis.config.registry import KeyInfo
-from jarvis.config.schemas import CandidateOut, SettingOut
+from jarvis.config.schemas import ChangeLogOut, SettingOut
 from jarvis.config.validation import mask
 from jarvis.core.scope import GLOBAL, Scope
-from jarvis.kit.clock import utcnow
 
 # --- keys and values ----------------------------------------------------------------------
 
@@ -98,19 +95,9 @@ def get(
     scope = Scope(persona, agent_id, workflow_id)
 
     async def body() -> SettingOut:
-        async with configured(write=False) as (session, config):
-            info = await config.key_info(key, session)
-            resolution = await config.resolve(key, scope, at=at)
-            out = SettingOut.of(resolution, scope=scope, at=at or utcnow(), secret=info.secret)
-            if explain:
-                candidates = await config.explain(key, scope, at=at)
-                out.candidates = [CandidateOut.of(c, secret=info.secret) for c in candidates]
-                out.explanation = (
-                    f"{resolution.source} value version {resolution.version} wins"
-                    if resolution.source != "default"
-                    else "no live value applies; the registry default is used"
-                )
-            return out
+        async with configured(write=False) as (_, config):
+            explained = await config.explain_setting(key, scope, at=at, candidates=explain)
+            return SettingOut.explained(explained)
 
     out = _execute(body)
     if as_json:
@@ -205,9 +192,11 @@ def history(
     scope = Scope(persona, agent_id, workflow_id)
     only = scope if scoped or scope != GLOBAL else None
 
-    async def body() -> tuple[list[ConfigChangeLog], int]:
+    async def body() -> tuple[list[ChangeLogOut], int]:
         async with configured(write=False) as (session, config):
-            return await config.history(session, key, scope=only, limit=limit, offset=0)
+            rows, total = await config.history(session, key, scope=only, limit=limit, offset=0)
+            secret = (await config.key_info(key, session)).secret
+            return [ChangeLogOut.of(row, secret=secret) for row in rows], total
 
     rows, total = _execute(body)
     table = _table(f"History of {key} ({len(rows)} of {total})", "When", "Action", "Scope")
@@ -218,7 +207,7 @@ def history(
             table,
             _when(row.created_at),
             row.action,
-            _scope_text(row.scope_identifiers) if row.scope_identifiers is not None else "",
+            _scope_out(row.scope),
             row.version,
             _short(row.old_value, 40),
             _short(row.new_value, 40),

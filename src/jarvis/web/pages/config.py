@@ -131,27 +131,6 @@ class HistoryView:
         return self.action in VALUE_ACTIONS and self.version is not None and self.scope is not None
 
 
-def _explanation(resolution: Any, scope: Scope, candidates: list[Any]) -> str:
-    if resolution.source == "default":
-        text = f"No live value applies to {scope.describe()}; the registry default is used."
-        if candidates:
-            text += f" ({len(candidates)} stored value(s) apply, but none is live now.)"
-        return text
-    beaten = sum(1 for c in candidates if c.status in ("outranked", "superseded"))
-    waiting = sum(1 for c in candidates if c.status == "scheduled")
-    text = (
-        f"The {resolution.source}-scope value ({resolution.value_scope.describe()}), version "
-        f"{resolution.version}, wins for {scope.describe()}: it is the most specific live value "
-        "that applies (workflow > agent > persona > global), and the newest live version at "
-        "its scope."
-    )
-    if beaten:
-        text += f" It shadows {beaten} other live value(s)."
-    if waiting:
-        text += f" {waiting} scheduled value(s) are not in effect yet."
-    return text
-
-
 async def _key_page(
     request: Request,
     session: AsyncSession,
@@ -168,8 +147,8 @@ async def _key_page(
     info = await config.key_info(key, session)
     personas = await _personas(session)
     choice = read_scope_choice(request.query_params, [k for k, _ in personas])
-    resolution = await config.resolve(key, choice.scope)
-    candidates = await config.explain(key, choice.scope)
+    explained = await config.explain_setting(key, choice.scope)
+    resolution, candidates = explained.resolution, explained.candidates or []
     versions, vtotal = await config.versions(
         session, key, scope=None, limit=VALUES_LIMIT, offset=voffset
     )
@@ -207,7 +186,7 @@ async def _key_page(
         resolution=resolution,
         value=shown_value,
         swatches=swatches(shown_value),
-        explanation=_explanation(resolution, choice.scope, candidates),
+        explanation=explained.narrative,
         candidates=[
             {"c": c, "value": mask(c.value, info.secret), "state": c.status} for c in candidates
         ],
