@@ -39,7 +39,9 @@ from jarvis.core.identity import Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, NotFound
 from jarvis.orchestration.events import Event
-from jarvis.realtime.hub import REALTIME, ExecutionFollower, RealtimeHub, encode
+from jarvis.realtime.channel import encode
+from jarvis.realtime.follower import ExecutionFollower
+from jarvis.realtime.hub import REALTIME, RealtimeHub
 from jarvis.realtime.protocol import (
     CLIENT_MESSAGE_TYPES,
     CLOSE_GOING_AWAY,
