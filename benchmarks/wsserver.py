@@ -50,8 +50,9 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
         *(sys.executable, "-m", "uvicorn", "--factory", "jarvis.main:app"),
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--no-access-log", "--log-level", "warning"),
-        # as `jarvis serve` runs it (jarvis.realtime.ws.UVICORN_WS_OPTIONS)
+        # as `jarvis serve` runs it (jarvis.realtime.ws.uvicorn_ws_options, default heartbeat)
         *("--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
+        *("--ws-ping-interval", "15", "--ws-ping-timeout", "30"),
     ]
     proc = subprocess.Popen(command, env=env, preexec_fn=raise_fd_limit)
     deadline = time.monotonic() + 60

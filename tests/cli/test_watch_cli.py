@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +25,36 @@ from click.testing import Result
 from rich.console import Console
 from typer.testing import CliRunner
 
-import jarvis.cli.executions as executions_module
+import jarvis.cli.watch as watch_module
 from jarvis.cli.app import cli
-from jarvis.cli.executions import websocket_url
+from jarvis.cli.watch import default_api_url, websocket_url
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database
-from jarvis.settings import Settings
+from jarvis.settings import Settings, get_settings
 from tests.realtime.conftest import Live, eventually, live_app
 
 WAIT = 60.0
 HEARTBEAT_SECONDS = 1.0
+WATCH_VARIABLES = ("JARVIS_API_URL", "JARVIS_API_TOKEN", "JARVIS_API_TOKEN_FILE")
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _wide_and_clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No JARVIS_API_* from the environment; Rich lines wide enough not to wrap."""
-    monkeypatch.delenv("JARVIS_API_URL", raising=False)
-    monkeypatch.delenv("JARVIS_API_TOKEN", raising=False)
+def _wide_and_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No JARVIS_API_*, JARVIS_PUBLIC_URL or JARVIS_PORT from the environment (settings
+    read afresh); Rich lines wide enough not to wrap."""
+    for name in (*WATCH_VARIABLES, "JARVIS_PUBLIC_URL", "JARVIS_PORT"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture
 async def live(settings: Settings, db: Database) -> AsyncIterator[Live]:
-    """The app on loopback with a short heartbeat: a client that did not answer would be
-    closed (code 4000) after 3 s, well within the slowest execution of these tests."""
+    """The app on loopback with a short heartbeat (and protocol pings as often), well
+    within the slowest execution of these tests."""
     async with live_app(settings, db, ws_heartbeat_seconds=HEARTBEAT_SECONDS) as value:
         yield value
 
@@ -186,12 +191,11 @@ async def test_watch_replays_then_follows_live_through_a_dropped_connection(live
     assert (await world.show(execution_id))["status"] == "completed"
 
 
-async def test_watch_shows_the_layers_and_answers_heartbeats(
+async def test_watch_shows_the_layers_through_many_heartbeats(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = live.world
-    # Six layers of 700 ms: more than three heartbeat intervals without anything sent but
-    # the answers to heartbeats, so a watch that did not answer would be closed (4000).
+    # Six layers of 700 ms: more than three heartbeat intervals on one connection.
     await slow_agents(live, 700)
     monkeypatch.setenv("JARVIS_API_URL", f"http://{live.address}/")
     monkeypatch.setenv("JARVIS_API_TOKEN", token(live))
@@ -214,7 +218,7 @@ async def test_watch_draws_a_live_table_on_a_terminal(
 ) -> None:
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=160, color_system=None)
-    monkeypatch.setattr(executions_module, "console", terminal)
+    monkeypatch.setattr(watch_module, "console", terminal)
     await slow_agents(live, 50)
     execution_id = await live.world.post("draw me")
     result = clean(
@@ -286,6 +290,102 @@ def test_watch_without_a_token_or_with_a_bad_url_exits_2() -> None:
     bad_url = clean(runner.invoke(cli, ["executions", "watch", "--url", "ftp://x", "--token", "t"]))
     assert bad_url.exit_code == 2
     assert "is not an http(s):// or ws(s):// URL" in bad_url.output
+
+
+# --- where the server is, and where the token comes from -----------------------------------
+
+
+def test_the_default_url_is_the_public_url_else_the_configured_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert default_api_url() == "http://127.0.0.1:8000"
+    monkeypatch.setenv("JARVIS_PORT", "8123")
+    get_settings.cache_clear()
+    assert default_api_url() == "http://127.0.0.1:8123"
+    monkeypatch.setenv("JARVIS_PUBLIC_URL", "https://jarvis.example/base/")
+    get_settings.cache_clear()
+    assert default_api_url() == "https://jarvis.example/base/"
+    assert websocket_url(default_api_url()) == "wss://jarvis.example/base/api/agent-executions/ws"
+    monkeypatch.setenv("JARVIS_PUBLIC_URL", "jarvis.example")
+    get_settings.cache_clear()
+    result = clean(runner.invoke(cli, ["executions", "watch", "--token", "t"]))
+    assert result.exit_code == 2
+    assert "JARVIS_PUBLIC_URL: 'jarvis.example' is not an http(s):// or ws(s):// URL" in (
+        result.stderr
+    )
+
+
+async def test_watch_finds_the_server_on_jarvis_port_with_the_token_from_the_environment(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution_id = await live.world.post()
+    monkeypatch.setenv("JARVIS_PORT", live.address.rpartition(":")[2])
+    monkeypatch.setenv("JARVIS_API_TOKEN", token(live))
+    result = clean(await watch_in_thread(execution_id, "--json"))
+    assert result.exit_code == 0, result.output
+    assert json_lines(result.stdout) == await live.world.events(execution_id)
+
+
+async def test_watch_finds_the_server_at_jarvis_public_url(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution_id = await live.world.post()
+    monkeypatch.setenv("JARVIS_PORT", "9")  # the public URL wins over the local port
+    monkeypatch.setenv("JARVIS_PUBLIC_URL", live.http_url)
+    result = clean(await watch_in_thread(execution_id, "--json", "--token", token(live)))
+    assert result.exit_code == 0, result.output
+    assert json_lines(result.stdout)[-1]["type"] == "execution_completed"
+
+
+async def test_watch_reads_the_token_from_a_file(
+    live: Live, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    execution_id = await live.world.post()
+    token_file = tmp_path / "token"
+    token_file.write_text(f"  {token(live)}\n", encoding="utf-8")
+    url = live.http_url
+    by_option = clean(
+        await watch_in_thread(execution_id, "--url", url, "--token-file", str(token_file))
+    )
+    assert by_option.exit_code == 0, by_option.output
+    # The file wins over JARVIS_API_TOKEN; JARVIS_API_TOKEN_FILE names it too.
+    monkeypatch.setenv("JARVIS_API_TOKEN", "not-the-token")
+    monkeypatch.setenv("JARVIS_API_TOKEN_FILE", str(token_file))
+    by_variable = clean(await watch_in_thread(execution_id, "--url", url, "--json"))
+    assert by_variable.exit_code == 0, by_variable.output
+    assert json_lines(by_variable.stdout) == await live.world.events(execution_id)
+
+
+def test_a_missing_or_empty_token_file_or_two_tokens_exit_2_naming_the_problem(
+    tmp_path: Path,
+) -> None:
+    url = "http://127.0.0.1:9"
+    missing = tmp_path / "nowhere" / "token"
+    result = clean(
+        runner.invoke(cli, ["executions", "watch", "--url", url, "--token-file", str(missing)])
+    )
+    assert result.exit_code == 2
+    assert f"cannot read the token file {missing}: No such file or directory" in result.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    result = clean(
+        runner.invoke(cli, ["executions", "watch", "--url", url, "--token-file", str(empty)])
+    )
+    assert result.exit_code == 2
+    assert f"the token file {empty} is empty" in result.stderr
+    both = ["--url", url, "--token", "t", "--token-file", str(empty)]
+    result = clean(runner.invoke(cli, ["executions", "watch", *both]))
+    assert result.exit_code == 2
+    assert "give --token or --token-file, not both" in result.stderr
+
+
+def test_watch_help_says_where_the_token_and_the_url_come_from() -> None:
+    result = clean(runner.invoke(cli, ["executions", "watch", "--help"]))
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for words in ("--token-file", "JARVIS_API_TOKEN_FILE", "JARVIS_API_TOKEN", "`ps`"):
+        assert words in text, words
+    assert "JARVIS_PUBLIC_URL" in text and "JARVIS_PORT" in text
 
 
 def test_websocket_url_accepts_http_ws_and_path_prefixes() -> None:
@@ -395,7 +495,7 @@ async def test_watch_without_an_id_draws_a_table_of_executions(
     world = live.world
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=160, color_system=None)
-    monkeypatch.setattr(executions_module, "console", terminal)
+    monkeypatch.setattr(watch_module, "console", terminal)
     await slow_agents(live, 20)
     async with Relay(live.address) as relay:
         watching = watch_in_thread("--url", relay.url, "--token", token(live), "--retries", "0")

@@ -28,7 +28,7 @@ from jarvis.db.engine import Database
 from jarvis.kit.bus import EventBus, MemoryBus, RedisBus
 from jarvis.main import create_app
 from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
-from jarvis.realtime.ws import UVICORN_WS_OPTIONS, WS_PATH
+from jarvis.realtime.ws import WS_PATH, uvicorn_ws_options
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world
 
@@ -55,8 +55,9 @@ async def running_app(
 
 
 @asynccontextmanager
-async def uvicorn_server(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields ``host:port``."""
+async def uvicorn_server(app: FastAPI, *, heartbeat_seconds: float = 15.0) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port, as ``jarvis serve`` does
+    (protocol pings every ``heartbeat_seconds``); yields ``host:port``."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -66,8 +67,7 @@ async def uvicorn_server(app: FastAPI) -> AsyncIterator[str]:
             app,
             log_level="warning",
             lifespan="off",
-            ws_ping_interval=None,
-            **UVICORN_WS_OPTIONS,
+            **uvicorn_ws_options(heartbeat_seconds),
         )
     )
     task = asyncio.create_task(server.serve(sockets=[listener]))
@@ -197,12 +197,15 @@ async def live_app(
 ) -> AsyncIterator[Live]:
     """The real app (``overrides`` applied to its settings) on uvicorn, with a world."""
     async with AsyncExitStack() as stack:
-        app = await stack.enter_async_context(running_app(settings, db, bus=bus, **overrides))
+        configured = settings.model_copy(update=overrides)
+        app = await stack.enter_async_context(running_app(configured, db, bus=bus))
         transport = httpx.ASGITransport(app=app)
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, base_url="http://testserver")
         )
-        address = await stack.enter_async_context(uvicorn_server(app))
+        address = await stack.enter_async_context(
+            uvicorn_server(app, heartbeat_seconds=configured.ws_heartbeat_seconds)
+        )
         world = await make_world(app, client, db)
         # Sockets opened by the test close first (the stack unwinds in reverse).
         sockets = await stack.enter_async_context(AsyncExitStack())

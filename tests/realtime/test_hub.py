@@ -27,7 +27,6 @@ from jarvis.kit.bus import GAP, MemoryBus, Message, RedisBus
 from jarvis.orchestration import service
 from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES
 from jarvis.orchestration.recorder import append_events
-from jarvis.realtime import hub as hub_module
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world
@@ -162,7 +161,7 @@ async def test_an_event_committed_while_the_follower_reads_comes_once(
                 await asyncio.sleep(0)  # let the hub hand it to the follower
             return await original(session, eid, **kwargs)
 
-        monkeypatch.setattr(hub_module.service, "events_of", events_of)
+        monkeypatch.setattr(service, "events_of", events_of)
         collector = Collector()
         follower = hub_of(world).follower(execution_id, 0, collector.deliver)
         await follower.open()
@@ -258,7 +257,7 @@ async def test_subscribe_all_goes_by_owner_with_a_bounded_cache(
             assert mine == stored[ids[0]] + stored[ids[2]]
             assert [json.loads(t) for t in admin.texts] == [e for eid in ids for e in stored[eid]]
             assert nobody.texts == []
-            assert len(hub._owners) <= 1
+            assert len(hub.executions.owners) <= 1
             hub.unsubscribe_all(uw)
             assert hub.stats()["allListeners"] == 2
         finally:

@@ -24,6 +24,7 @@ from jarvis.kit.clock import utcnow
 from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.realtime.protocol import MAX_CLIENT_MESSAGE_BYTES
+from jarvis.realtime.ws import uvicorn_ws_options
 from jarvis.settings import Settings
 from tests.factories import create_user, login, token_for
 from tests.realtime.conftest import (
@@ -35,6 +36,10 @@ from tests.realtime.conftest import (
     running_app,
     uvicorn_server,
 )
+
+# A short heartbeat, and how many intervals of silence the old rule allowed a client.
+HEARTBEAT = 0.3
+HEARTBEATS_OF_SILENCE = 3
 
 # --- authentication ---------------------------------------------------------------------
 
@@ -301,30 +306,61 @@ async def test_config_changes_reach_config_subscribers(
 # --- heartbeats, slow consumers, drops, shutdown ---------------------------------------
 
 
-async def test_heartbeats_keep_an_answering_client_and_close_a_silent_one(
+async def test_a_client_that_only_listens_stays_connected_through_many_heartbeats(
     settings: Settings, db: Database
 ) -> None:
-    # The answering client pongs each heartbeat at once; it would be closed only if a pong
-    # came more than two intervals late, which a loaded machine does not make it.
-    async with live_app(settings, db, ws_heartbeat_seconds=0.4) as live:
-        answering, greeting = await live.socket()
-        assert greeting["heartbeatSeconds"] == 0.4
-        silent, _ = await live.socket()
-        silent_closed = asyncio.create_task(silent.closed())
+    """Liveness is the protocol's pings (which the client library answers by itself), not
+    application messages: a client that subscribes, then sends nothing while an execution
+    waits for approval over more than three heartbeat intervals, stays open and gets the
+    rest of the events (the old rule closed it with 4000 after three intervals)."""
+    async with live_app(settings, db, ws_heartbeat_seconds=HEARTBEAT) as live:
+        world = live.world
+        await world.agent("Process", "Reviewer", config={"requiresApproval": True})
+        paused = await world.post("needs a decision")
+        await world.settle()
+        listener, greeting = await live.socket()
+        assert greeting["heartbeatSeconds"] == HEARTBEAT
+        await listener.subscribe(paused)
+        before = await listener.events_until(paused, {"awaiting_approval"})
 
-        heartbeats = 0
-        while not silent_closed.done():
-            message = await answering.recv(heartbeats=True)
-            assert message == {"type": "heartbeat"}
-            heartbeats += 1
-            await answering.send({"type": "pong"})
+        started = asyncio.get_running_loop().time()
+        while listener.heartbeats < 2 * HEARTBEATS_OF_SILENCE:  # answered none of them
+            assert await listener.recv(heartbeats=True) == {"type": "heartbeat"}
+        silent_for = asyncio.get_running_loop().time() - started
+        assert silent_for > HEARTBEATS_OF_SILENCE * HEARTBEAT
+        assert listener.connection.close_code is None
 
-        assert silent_closed.result() == (4000, "heartbeat timeout")
-        assert heartbeats >= 1
-        await answering.send({"type": "ping"})
-        while (await answering.recv(heartbeats=True))["type"] == "heartbeat":
-            await answering.send({"type": "pong"})
-        assert answering.connection.close_code is None
+        assert (await world.action(paused, "approve")).status_code == 200
+        after = await listener.events_until(paused)
+        assert before + after == await world.events(paused)
+        assert after[-1]["type"] == "execution_completed"
+        assert listener.connection.close_code is None
+        assert live.app.state.realtime.stats()["clients"] == 1
+
+
+async def test_a_client_that_stops_answering_protocol_pings_is_closed(
+    settings: Settings, db: Database
+) -> None:
+    """A peer that is gone (it reads nothing, so answers no ping) is closed by the server
+    (1011, uvicorn's keepalive timeout); a live one beside it is not."""
+    async with live_app(settings, db, ws_heartbeat_seconds=HEARTBEAT) as live:
+        hub: RealtimeHub = live.app.state.realtime
+        gone, _ = await live.socket()
+        alive, _ = await live.socket()
+        gone.connection.transport.pause_reading()  # as a frozen or vanished peer
+        await eventually(lambda: hub.stats()["clients"] == 1)
+        gone.connection.transport.resume_reading()
+        assert await gone.closed() == (1011, "keepalive ping timeout")
+        await alive.send({"type": "ping"})
+        assert await alive.expect("pong") == {"type": "pong"}
+        assert alive.connection.close_code is None
+
+
+def test_jarvis_serve_runs_uvicorn_with_protocol_pings_of_the_heartbeat() -> None:
+    options = uvicorn_ws_options(2.5)
+    assert options["ws_ping_interval"] == 2.5
+    assert options["ws_ping_timeout"] == 5.0
+    assert options["ws"] == "websockets-sansio"
 
 
 async def test_a_slow_client_is_closed_and_the_others_get_every_event(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from jarvis.db.engine import Database
-from jarvis.realtime import hub as hub_module
+from jarvis.realtime import follower as follower_module
 from jarvis.settings import Settings
 from tests.realtime.conftest import BusFactory, Live, live_app
 
@@ -42,7 +42,7 @@ async def test_late_and_reconnecting_clients_get_what_a_connected_one_gets(
     monkeypatch: pytest.MonkeyPatch,
     page: int,
 ) -> None:
-    monkeypatch.setattr(hub_module, "REPLAY_PAGE", page)
+    monkeypatch.setattr(follower_module, "REPLAY_PAGE", page)
     async with live_app(settings, db, bus=bus_factory()) as live:
         world = live.world
         await paced_world(live)

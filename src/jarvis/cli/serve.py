@@ -24,7 +24,7 @@ from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.migrate import schema_state
 from jarvis.db.session import unit_of_work
 from jarvis.main import create_app
-from jarvis.realtime.ws import UVICORN_WS_OPTIONS
+from jarvis.realtime.ws import uvicorn_ws_options
 from jarvis.wiring import config_service
 
 
@@ -66,7 +66,8 @@ def serve(
         "port": port,
         "log_level": cfg.log_level.lower(),
         "proxy_headers": True,
-        **UVICORN_WS_OPTIONS,
+        # Protocol pings every heartbeat interval decide whether a WebSocket client lives.
+        **uvicorn_ws_options(cfg.ws_heartbeat_seconds),
     }
     if reload:
         uvicorn.run("jarvis.main:app", factory=True, reload=True, **options)

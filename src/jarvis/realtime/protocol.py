@@ -194,4 +194,5 @@ class ConfigChanged(ServerMessage):
 CLOSE_GOING_AWAY: Final = 1001  # the server shuts down
 CLOSE_POLICY_VIOLATION: Final = 1008  # authentication failed
 CLOSE_TRY_AGAIN_LATER: Final = 1013  # the client reads too slowly
-CLOSE_HEARTBEAT_TIMEOUT: Final = 4000  # nothing received for three heartbeat intervals
+# A client that leaves a WebSocket protocol ping unanswered is closed by uvicorn with 1011
+# ("keepalive ping timeout"); nothing closes a client for not sending messages.

@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.dependencies import still_authenticated
 from jarvis.orchestration import service
-from jarvis.orchestration.events import Event, is_terminal
+from jarvis.orchestration.events import Event
 from jarvis.orchestration.lifecycle import FINAL
 from jarvis.realtime.hub import REALTIME, RealtimeHub
+from jarvis.realtime.replay import final_status
 from jarvis.settings import SETTINGS
 
 EVENT_STREAM: Final = "text/event-stream"
@@ -146,7 +147,7 @@ async def _stream(
                 return
             body, text = item
             yield record(body, text)
-            if is_terminal(body):
+            if final_status(body) is not None:
                 return
     finally:
         follower.close()

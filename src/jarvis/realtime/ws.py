@@ -9,13 +9,18 @@ answered with ``error`` messages and never close the socket.
 
 Each connection has one bounded outgoing queue, filled by the hub without waiting and
 emptied by the connection's writer task; a client that lets it overflow is closed with
-1013, and nobody else notices. A client from which nothing arrives for three heartbeat
-intervals is closed with 4000; when the application stops, every socket is closed with
-1001. When the session or token a socket was opened with is revoked (sign-out, a revoked
-session or token, the user deactivated or moved to another persona), the hub closes it
-with 4001. A refused subscription (another user's execution) is audited as
-``auth.forbidden``, once per execution and connection. A socket that drops affects
-nothing but itself (executions run on regardless).
+1013, and nobody else notices. Whether a client is alive is the WebSocket protocol's
+business: the server (uvicorn, configured by ``uvicorn_ws_options``) sends a protocol ping
+every heartbeat interval and closes a connection that does not answer one within two
+intervals (1011); client libraries and browsers answer those by themselves, so a client
+that only listens stays connected for as long as it likes. The ``heartbeat`` messages go
+out every interval as information (the connection is up; a client may time its own
+silence check on them) and are never a reason to close. When the application stops,
+every socket is closed with 1001. When the session or token a socket was opened with is
+revoked (sign-out, a revoked session or token, the user deactivated or moved to another
+persona), the hub closes it with 4001. A refused subscription (another user's execution)
+is audited as ``auth.forbidden``, once per execution and connection. A socket that drops
+affects nothing but itself (executions run on regardless).
 """
 
 from __future__ import annotations
@@ -39,11 +44,12 @@ from jarvis.core.identity import Principal
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Forbidden, NotFound
 from jarvis.orchestration.events import Event
-from jarvis.realtime.hub import REALTIME, ExecutionFollower, RealtimeHub, encode
+from jarvis.realtime.channel import encode
+from jarvis.realtime.follower import ExecutionFollower
+from jarvis.realtime.hub import REALTIME, RealtimeHub
 from jarvis.realtime.protocol import (
     CLIENT_MESSAGE_TYPES,
     CLOSE_GOING_AWAY,
-    CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     MAX_CLIENT_MESSAGE_BYTES,
@@ -81,6 +87,21 @@ UVICORN_WS_OPTIONS: Final[dict[str, Any]] = {
     "ws": "websockets-sansio",
     "ws_per_message_deflate": False,
 }
+# A connection that leaves a protocol ping unanswered for this many heartbeat intervals is
+# closed by uvicorn: a dead peer is noticed within three intervals of its last answer.
+PING_TIMEOUT_HEARTBEATS: Final = 2
+
+
+def uvicorn_ws_options(heartbeat_seconds: float) -> dict[str, Any]:
+    """uvicorn's WebSocket settings for ``JARVIS_WS_HEARTBEAT_SECONDS``: the
+    implementation above, and a protocol ping every heartbeat interval that must be
+    answered within ``PING_TIMEOUT_HEARTBEATS`` intervals (what keeps or drops a client)."""
+    return {
+        **UVICORN_WS_OPTIONS,
+        "ws_ping_interval": heartbeat_seconds,
+        "ws_ping_timeout": PING_TIMEOUT_HEARTBEATS * heartbeat_seconds,
+    }
+
 
 router = APIRouter()
 
@@ -89,7 +110,6 @@ WS_PATH: Final = "/api/agent-executions/ws"
 MAX_SUBSCRIPTIONS: Final = 1000
 # How long closing may wait for a client that does not read (a slow consumer).
 CLOSE_GRACE_SECONDS: Final = 5.0
-HEARTBEATS_BEFORE_TIMEOUT: Final = 3
 # The audit action of a refusal (as for HTTP 403s, jarvis.auth.denials).
 FORBIDDEN_ACTION: Final = "auth.forbidden"
 
@@ -257,7 +277,6 @@ class SocketClient:
         self.client_id = str(uuid.uuid4())
         self.heartbeat_seconds = heartbeat_seconds
         loop = asyncio.get_running_loop()
-        self.last_received = loop.time()
         self._queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self._closing: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._followers: dict[str, ExecutionFollower] = {}
@@ -288,10 +307,8 @@ class SocketClient:
         return execution_id in self._followers
 
     def tick(self, now: float) -> None:
-        if now - self.last_received >= HEARTBEATS_BEFORE_TIMEOUT * self.heartbeat_seconds:
-            self.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
-        else:
-            self.push(HEARTBEAT)
+        """Send the heartbeat (information only: protocol pings decide liveness)."""
+        self.push(HEARTBEAT)
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "server shutting down")
@@ -350,12 +367,10 @@ class SocketClient:
             await send(await queue.get())
 
     async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            self.last_received = loop.time()
             raw = message.get("text") if message.get("text") is not None else message.get("bytes")
             try:
                 parsed = parse_client_message(raw or "")
@@ -375,7 +390,7 @@ class SocketClient:
         elif isinstance(message, Ping):
             self.push(PONG)
         elif isinstance(message, Pong):
-            pass  # being received is the point
+            pass  # an answer to a heartbeat: welcome, never required
         elif isinstance(message, SubscribeAll):
             self.hub.subscribe_all(self)
             self.push(SUBSCRIBED_ALL)
