@@ -6,8 +6,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LIMIT = 700
-# Being split (issue 15); must be empty when it lands. Paths relative to src/.
-KNOWN: set[str] = {"jarvis/cli/executions.py"}
+# Modules allowed over the limit while being split (paths relative to src/): none. A split
+# in progress may list one here; the second test makes the list shrink.
+KNOWN: set[str] = set()
 
 
 def sizes() -> dict[str, int]:
