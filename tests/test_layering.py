@@ -152,7 +152,7 @@ KNOWN: dict[str, set[str]] = {
     "jarvis.cli.config.snapshots": {"jarvis.config.models"},
     "jarvis.cli.config.values": {"jarvis.config.models"},
     "jarvis.cli.tokens": {"jarvis.auth.models"},
-    "jarvis.web.pages.session": {"jarvis.auth.oauth_routes", "jarvis.auth.routes"},
+    "jarvis.web.pages.session": {"jarvis.auth.sso.routes", "jarvis.auth.sessions.signin_routes"},
 }
 
 
@@ -198,11 +198,11 @@ def test_checker_catches_each_rule() -> None:
     assert violations("jarvis.agents.service", {"jarvis.main"})
     assert violations("jarvis.realtime.hub", {"jarvis.web.rendering"})
     assert violations("jarvis.kit.clock", {"jarvis.agents.models"})
-    assert violations("jarvis.db.engine", {"jarvis.auth.service"})
+    assert violations("jarvis.db.engine", {"jarvis.auth.users.service"})
     assert violations("jarvis.config.service", {"jarvis.personas.service"})  # upward
     assert violations("jarvis.orchestration.engine", {"jarvis.agents.models"})  # tables
     assert violations("jarvis.web.pages.agents", {"jarvis.agents.models"})  # tables
-    assert violations("jarvis.cli.agents", {"jarvis.auth.token_routes"})  # routes
+    assert violations("jarvis.cli.agents", {"jarvis.auth.tokens.routes"})  # routes
     assert violations("jarvis.web.pages.executions", {"jarvis.orchestration.routes"})
     assert violations("jarvis.agents.models", {"jarvis.agents.service"})
     # Allowed: downward calls, one's own tables, the entry points' own imports.

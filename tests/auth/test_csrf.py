@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth import cookies
+from jarvis.auth.sessions import cookies
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user, token_for

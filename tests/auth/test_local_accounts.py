@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 
 from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import User, UserSession
-from jarvis.auth.passwords import password_problems
-from jarvis.auth.service import create_user as service_create_user
+from jarvis.auth.users.passwords import password_problems
+from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import ValidationFailed

@@ -12,9 +12,9 @@ import structlog
 from sqlalchemy import select, update
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.cookies import csrf_token_for
+from jarvis.auth.sessions.cookies import csrf_token_for
 from jarvis.auth.models import User, UserSession
-from jarvis.auth.service import create_user as service_create_user
+from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow

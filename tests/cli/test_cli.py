@@ -16,7 +16,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from jarvis import __version__
-from jarvis.auth.passwords import verify_password
+from jarvis.auth.users.passwords import verify_password
 from jarvis.cli.app import cli
 from jarvis.db.migrate import head_revision
 from jarvis.main import create_app

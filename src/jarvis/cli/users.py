@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from jarvis.auth.passwords import generate_password
-from jarvis.auth.service import create_user, set_password
+from jarvis.auth.users.passwords import generate_password
+from jarvis.auth.users.service import create_user, set_password
 from jarvis.cli.common import console, run, transaction
 from jarvis.core.identity import Actor
 

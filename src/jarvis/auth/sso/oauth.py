@@ -7,8 +7,8 @@ HttpOnly cookie holding its HMAC, so a callback carrying someone else's state fa
 CSRF). The provider sends the browser back with a code, which Authlib's client exchanges
 (with the PKCE verifier) for tokens. This module holds that flow, the ``next`` sanitiser,
 the helpers every provider uses to talk HTTP and to clean what it sends, and the
-``SignInProvider`` protocol; the providers are ``jarvis.auth.github`` and
-``jarvis.auth.oidc``, and ``jarvis.auth.providers`` lists the configured ones.
+``SignInProvider`` protocol; the providers are ``jarvis.auth.sso.github`` and
+``jarvis.auth.sso.oidc``, and ``jarvis.auth.sso.providers`` lists the configured ones.
 
 Every failure raises a ``JarvisError`` whose ``extra["reason"]`` names it (the problem
 document carries it, and the audit entry records it); nothing a provider does turns into
@@ -34,7 +34,7 @@ from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.identities import (
+from jarvis.auth.sso.identities import (
     EMAIL_LENGTH,
     NAME_LENGTH,
     URL_LENGTH,

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from jarvis.auth import users
-from jarvis.auth.account_schemas import (
+from jarvis.auth.users import admin as users
+from jarvis.auth.tokens.schemas import (
     AdminUserOut,
     PermissionCatalogue,
     PermissionOut,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import ApiToken
-from jarvis.auth.service import create_api_token, get_user_by_email
+from jarvis.auth.users.service import create_api_token, get_user_by_email
 from jarvis.core.identity import Actor, Principal
 from jarvis.core.permissions import unknown_permissions
 from jarvis.errors import Forbidden, NotFound

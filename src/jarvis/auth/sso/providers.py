@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from jarvis.auth.github import GitHubSignIn
-from jarvis.auth.oauth import GITHUB, OIDC, SignInProvider
-from jarvis.auth.oidc import OidcSignIn
+from jarvis.auth.sso.github import GitHubSignIn
+from jarvis.auth.sso.oauth import GITHUB, OIDC, SignInProvider
+from jarvis.auth.sso.oidc import OidcSignIn
 from jarvis.errors import NotFound
 from jarvis.settings import Settings
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import OAuthIdentity, User, UserProfile
-from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.auth.users.service import create_user, get_user_by_email
 from jarvis.core.identity import Actor
 from jarvis.errors import Forbidden
 from jarvis.kit.clock import utcnow

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import ApiToken, User, UserPreference, UserProfile, UserSession
-from jarvis.auth.passwords import (
+from jarvis.auth.users.passwords import (
     MIN_PASSWORD_LENGTH,
     check_password_policy,
     generate_password,

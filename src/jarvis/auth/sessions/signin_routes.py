@@ -8,19 +8,19 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth import service
+from jarvis.auth.users import service
 from jarvis.auth.announce import announce_revocation
-from jarvis.auth.cookies import (
+from jarvis.auth.sessions.cookies import (
     SESSION_COOKIE,
     clear_session_cookies,
     csrf_token_for,
     set_session_cookies,
 )
 from jarvis.auth.dependencies import client_ip, count_against, secret_key
-from jarvis.auth.login import INCORRECT_CREDENTIALS, attempt_login
-from jarvis.auth.login import change_password as change_own_password
+from jarvis.auth.users.lockout import INCORRECT_CREDENTIALS, attempt_login
+from jarvis.auth.users.lockout import change_password as change_own_password
 from jarvis.auth.models import User
-from jarvis.auth.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
+from jarvis.auth.users.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
 from jarvis.config.dependencies import Config
 from jarvis.config.service import ConfigService
 from jarvis.core.guards import Authenticated

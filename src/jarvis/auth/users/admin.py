@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import User
-from jarvis.auth.sessions import revoke_sessions
+from jarvis.auth.sessions.service import revoke_sessions
 from jarvis.core.identity import Actor
 from jarvis.core.permissions import ADMIN_PERSONA_KEY, PERMISSIONS
 from jarvis.errors import Conflict, NotFound

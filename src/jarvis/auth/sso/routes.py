@@ -18,9 +18,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from jarvis.audit.service import record_audit
-from jarvis.auth.cookies import SESSION_COOKIE, set_session_cookies
-from jarvis.auth.identities import SSO_ACTOR, ProviderIdentity, sign_in_identity
-from jarvis.auth.oauth import (
+from jarvis.auth.sessions.cookies import SESSION_COOKIE, set_session_cookies
+from jarvis.auth.sso.identities import SSO_ACTOR, ProviderIdentity, sign_in_identity
+from jarvis.auth.sso.oauth import (
     CALLBACK_PATHS,
     GITHUB,
     LOGIN_PATHS,
@@ -39,9 +39,9 @@ from jarvis.auth.oauth import (
     store_pending_login,
     take_login_state,
 )
-from jarvis.auth.oauth import bad_request as oauth_bad_request
-from jarvis.auth.providers import SignInProviders
-from jarvis.auth.service import start_session
+from jarvis.auth.sso.oauth import bad_request as oauth_bad_request
+from jarvis.auth.sso.providers import SignInProviders
+from jarvis.auth.users.service import start_session
 from jarvis.config.dependencies import CONFIG
 from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.session import DATABASE, unit_of_work

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from jarvis.auth import tokens
-from jarvis.auth.account_schemas import TokenCreate, TokenCreated, TokenOut
+from jarvis.auth.tokens import service as tokens
+from jarvis.auth.tokens.schemas import TokenCreate, TokenCreated, TokenOut
 from jarvis.auth.announce import announce_revocation
 from jarvis.auth.models import ApiToken
-from jarvis.auth.users import get_user
+from jarvis.auth.users.admin import get_user
 from jarvis.core.guards import Authenticated, UsersAdmin
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import Limit, Offset, Page

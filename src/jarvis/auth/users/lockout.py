@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import User
-from jarvis.auth.passwords import hash_password, password_problems, verify_password
-from jarvis.auth.service import get_user_by_email, revoke_user_sessions, user_actor
+from jarvis.auth.users.passwords import hash_password, password_problems, verify_password
+from jarvis.auth.users.service import get_user_by_email, revoke_user_sessions, user_actor
 from jarvis.core.identity import Actor
 from jarvis.errors import NotFound, ValidationFailed
 from jarvis.kit.clock import as_utc, utcnow

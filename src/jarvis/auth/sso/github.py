@@ -9,8 +9,8 @@ from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
 )
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
-from jarvis.auth.identities import NAME_LENGTH, USERNAME_LENGTH, ProviderIdentity, refused
-from jarvis.auth.oauth import (
+from jarvis.auth.sso.identities import NAME_LENGTH, USERNAME_LENGTH, ProviderIdentity, refused
+from jarvis.auth.sso.oauth import (
     GITHUB,
     PendingLogin,
     StoredLogin,

@@ -21,8 +21,8 @@ from joserfc.errors import ClaimError, ExpiredTokenError, InvalidKeyIdError, Jos
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from jarvis.auth.identities import NAME_LENGTH, USERNAME_LENGTH, ProviderIdentity, refused
-from jarvis.auth.oauth import (
+from jarvis.auth.sso.identities import NAME_LENGTH, USERNAME_LENGTH, ProviderIdentity, refused
+from jarvis.auth.sso.oauth import (
     OIDC,
     PendingLogin,
     StoredLogin,
