@@ -18,10 +18,10 @@ from jarvis.audit.routes import router as audit_router
 from jarvis.auth.credentials import CREDENTIALS, Credentials
 from jarvis.auth.denials import record_refusal
 from jarvis.auth.dependencies import request_guard, resolve_principal
-from jarvis.auth.sso.routes import router as oauth_router
-from jarvis.auth.sessions.signin_routes import router as auth_router
 from jarvis.auth.sessions.routes import router as sessions_router
 from jarvis.auth.sessions.service import SessionSweeper
+from jarvis.auth.sessions.signin_routes import router as auth_router
+from jarvis.auth.sso.routes import router as oauth_router
 from jarvis.auth.tokens.routes import router as tokens_router
 from jarvis.auth.users.routes import router as users_router
 from jarvis.config.builtin import ensure_builtin_registry

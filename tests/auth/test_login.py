@@ -12,8 +12,8 @@ import structlog
 from sqlalchemy import select, update
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.sessions.cookies import csrf_token_for
 from jarvis.auth.models import User, UserSession
+from jarvis.auth.sessions.cookies import csrf_token_for
 from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.sessions.cookies import SESSION_COOKIE
 from jarvis.auth.models import OAuthIdentity, OAuthLoginState, User, UserProfile, UserSession
+from jarvis.auth.sessions.cookies import SESSION_COOKIE
 from jarvis.auth.sso.oauth import safe_next_path, state_binding
 from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.core.identity import Actor

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from jarvis.auth.models import OAuthIdentity, User, UserSession
 from jarvis.auth.sessions.cookies import SESSION_COOKIE
 from jarvis.auth.sso.identities import ProviderIdentity
-from jarvis.auth.models import OAuthIdentity, User, UserSession
 from jarvis.auth.sso.oidc import OidcSignIn, _metadata, check_id_token_claims
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.sessions.cookies import CSRF_COOKIE, SESSION_COOKIE
 from jarvis.auth.models import OAuthLoginState, User, UserSession
+from jarvis.auth.sessions.cookies import CSRF_COOKIE, SESSION_COOKIE
 from jarvis.auth.sessions.service import SessionSweeper, delete_expired_sessions
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from jarvis.auth.models import ApiToken
 from jarvis.auth.revocation import announce_revoked
-from jarvis.auth.users.service import create_api_token
 from jarvis.auth.tokens.service import list_tokens_of, revoke_token_by_name
+from jarvis.auth.users.service import create_api_token
 from jarvis.cli.common import console, run, settings, transaction
 from jarvis.core.identity import Actor
 from jarvis.kit.bus import create_bus

@@ -8,18 +8,18 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.users import service
 from jarvis.auth.announce import announce_revocation
+from jarvis.auth.dependencies import client_ip, count_against, secret_key
+from jarvis.auth.models import User
 from jarvis.auth.sessions.cookies import (
     SESSION_COOKIE,
     clear_session_cookies,
     csrf_token_for,
     set_session_cookies,
 )
-from jarvis.auth.dependencies import client_ip, count_against, secret_key
+from jarvis.auth.users import service
 from jarvis.auth.users.lockout import INCORRECT_CREDENTIALS, attempt_login
 from jarvis.auth.users.lockout import change_password as change_own_password
-from jarvis.auth.models import User
 from jarvis.auth.users.schemas import CsrfOut, LoginRequest, PasswordChange, UserOut
 from jarvis.config.dependencies import Config
 from jarvis.config.service import ConfigService

@@ -34,6 +34,7 @@ from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jarvis.auth.models import OAuthLoginState
 from jarvis.auth.sso.identities import (
     EMAIL_LENGTH,
     NAME_LENGTH,
@@ -41,7 +42,6 @@ from jarvis.auth.sso.identities import (
     ProviderIdentity,
     refused,
 )
-from jarvis.auth.models import OAuthLoginState
 from jarvis.errors import BadGateway, BadRequest, JarvisError
 from jarvis.kit.clock import as_utc, utcnow
 from jarvis.kit.secrets import keyed_digest, new_token, sha256_hex

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from jarvis.auth.tokens import service as tokens
-from jarvis.auth.tokens.schemas import TokenCreate, TokenCreated, TokenOut
 from jarvis.auth.announce import announce_revocation
 from jarvis.auth.models import ApiToken
+from jarvis.auth.tokens import service as tokens
+from jarvis.auth.tokens.schemas import TokenCreate, TokenCreated, TokenOut
 from jarvis.auth.users.admin import get_user
 from jarvis.core.guards import Authenticated, UsersAdmin
 from jarvis.db.session import DbSession

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from jarvis.auth.users import admin as users
+from jarvis.auth.announce import announce_permission_change, announce_revocation
+from jarvis.auth.models import User
 from jarvis.auth.tokens.schemas import (
     AdminUserOut,
     PermissionCatalogue,
@@ -16,8 +17,7 @@ from jarvis.auth.tokens.schemas import (
     PersonaPermissionsOut,
     UserUpdate,
 )
-from jarvis.auth.announce import announce_permission_change, announce_revocation
-from jarvis.auth.models import User
+from jarvis.auth.users import admin as users
 from jarvis.core.guards import Authenticated, UsersAdmin
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import Limit, Offset, Page
