@@ -151,8 +151,6 @@ KNOWN: dict[str, set[str]] = {
     "jarvis.cli.config.shared": {"jarvis.config.models"},
     "jarvis.cli.config.snapshots": {"jarvis.config.models"},
     "jarvis.cli.config.values": {"jarvis.config.models"},
-    "jarvis.cli.tokens": {"jarvis.auth.models"},
-    "jarvis.web.pages.session": {"jarvis.auth.sso.routes", "jarvis.auth.sessions.signin_routes"},
 }
 
 

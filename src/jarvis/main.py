@@ -19,8 +19,8 @@ from jarvis.auth.credentials import CREDENTIALS, Credentials
 from jarvis.auth.denials import record_refusal
 from jarvis.auth.dependencies import request_guard, resolve_principal
 from jarvis.auth.sessions.routes import router as sessions_router
-from jarvis.auth.sessions.service import SessionSweeper
 from jarvis.auth.sessions.signin_routes import router as auth_router
+from jarvis.auth.sessions.sweeper import SessionSweeper
 from jarvis.auth.sso.routes import router as oauth_router
 from jarvis.auth.tokens.routes import router as tokens_router
 from jarvis.auth.users.routes import router as users_router

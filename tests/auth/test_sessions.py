@@ -16,7 +16,7 @@ from sqlalchemy import select
 from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import OAuthLoginState, User, UserSession
 from jarvis.auth.sessions.cookies import CSRF_COOKIE, SESSION_COOKIE
-from jarvis.auth.sessions.service import SessionSweeper, delete_expired_sessions
+from jarvis.auth.sessions.sweeper import SessionSweeper, delete_expired_sessions
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.clock import utcnow

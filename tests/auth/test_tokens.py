@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from jarvis.audit.models import AuditTrail
 from jarvis.auth.models import ApiToken, User
-from jarvis.auth.users.service import API_TOKEN_PREFIX, create_api_token
+from jarvis.auth.tokens.service import API_TOKEN_PREFIX, create_api_token
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.errors import Conflict, NotFound, ValidationFailed

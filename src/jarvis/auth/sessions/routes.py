@@ -11,7 +11,7 @@ from jarvis.auth.announce import announce_revocation
 from jarvis.auth.models import UserSession
 from jarvis.auth.sessions import service as sessions
 from jarvis.auth.sessions.cookies import clear_session_cookies
-from jarvis.auth.tokens.schemas import SessionOut
+from jarvis.auth.sessions.schemas import SessionOut
 from jarvis.auth.users.admin import get_user
 from jarvis.core.guards import Authenticated, UsersAdmin
 from jarvis.core.identity import Principal

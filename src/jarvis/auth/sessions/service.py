@@ -1,44 +1,148 @@
-"""Sign-in sessions: listing and revoking them, sweeping out old ones.
+"""Sign-in sessions: starting and ending them, listing and revoking them.
 
-A session is live while it is neither revoked nor expired. Revoking one stores
-``revoked_at`` and an audit entry (``session.revoke``); the caller announces the
-revocation after the commit (``jarvis.auth.revocation``) so every instance drops its
-cached principal and closes the WebSockets opened with it. Sessions that ended more than
-a week ago (and sign-ins at an identity provider that were never finished) are deleted
-by ``SessionSweeper``.
+A session is live while it is neither revoked nor expired. Its id (the cookie) is stored
+only as a keyed digest. Revoking one stores ``revoked_at`` and an audit entry
+(``session.revoke``); the caller announces the revocation after the commit
+(``jarvis.auth.revocation``) so every instance drops its cached principal and closes the
+WebSockets opened with it. ``jarvis.auth.sessions.sweeper`` deletes old ones.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-import structlog
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
-from jarvis.auth.models import ApiToken, OAuthLoginState, User, UserSession
-from jarvis.core.identity import Actor
-from jarvis.db.engine import Database
-from jarvis.db.session import unit_of_work
+from jarvis.auth.models import ApiToken, User, UserSession
+from jarvis.core.identity import Actor, Principal
 from jarvis.errors import NotFound
-from jarvis.kit.clock import utcnow
-
-log = structlog.get_logger(__name__)
+from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.secrets import keyed_digest, new_token
+from jarvis.personas.grants import persona_permissions
 
 REVOKE_ACTION = "session.revoke"
-# Ended sessions are kept this long (the owner and admins can still see them in the
-# ledger's entries, which name the session id) before the sweeper deletes them.
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_SWEEP_SECONDS = 3600.0
 
 
 def _live(now: datetime) -> ColumnElement[bool]:
     return and_(UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+
+
+# --- starting and ending ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session just started: its id (the cookie's value, shown only now) and expiry."""
+
+    token: str
+    expires_at: datetime
+    user: User
+    # The browser's previous session, ended by this sign-in (announce it).
+    replaced_session_id: int | None = None
+
+
+async def start_session(
+    session: AsyncSession,
+    user: User,
+    *,
+    secret_key: str,
+    lifetime: timedelta,
+    previous_token: str | None,
+    ip_address: str | None,
+    user_agent: str | None,
+    via: str = "password",
+) -> NewSession:
+    """Sign ``user`` in with a fresh session id, revoking the one the browser had."""
+    now = utcnow()
+    replaced = None
+    if previous_token:
+        replaced = await session.scalar(
+            update(UserSession)
+            .where(
+                UserSession.session_hash == keyed_digest(secret_key, previous_token),
+                UserSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(UserSession.id)
+        )
+    token = new_token()
+    expires_at = now + lifetime
+    row = UserSession(
+        session_hash=keyed_digest(secret_key, token),
+        user_id=user.id,
+        created_at=now,
+        expires_at=expires_at,
+        ip_address=ip_address,
+        user_agent=(user_agent or "")[:512] or None,
+        via=via,
+    )
+    session.add(row)
+    user.last_login_at = now
+    await session.flush()
+    await record_audit(
+        session,
+        actor=user.actor,
+        action="auth.login",
+        entity_type="user_session",
+        entity_id=row.id,
+        after={"userId": user.id, "ipAddress": ip_address, "via": via},
+    )
+    return NewSession(token=token, expires_at=expires_at, user=user, replaced_session_id=replaced)
+
+
+async def end_session(session: AsyncSession, token: str, *, secret_key: str) -> int | None:
+    """Revoke the session behind ``token``; its id, or None when it was not live."""
+    row = await session.scalar(
+        select(UserSession).where(
+            UserSession.session_hash == keyed_digest(secret_key, token),
+            UserSession.revoked_at.is_(None),
+        )
+    )
+    if row is None:
+        return None
+    row.revoked_at = utcnow()
+    user = await session.get(User, row.user_id)
+    await record_audit(
+        session,
+        actor=user.actor if user else Actor.system(),
+        action="auth.logout",
+        entity_type="user_session",
+        entity_id=row.id,
+    )
+    return row.id
+
+
+async def principal_from_session(session: AsyncSession, session_hash: str) -> Principal | None:
+    """The caller behind a live session, by the keyed digest of its id."""
+    row = (
+        await session.execute(
+            select(UserSession.id, UserSession.expires_at, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.session_hash == session_hash, UserSession.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    session_id, expires_at, user = row
+    if as_utc(expires_at) <= utcnow() or not user.is_active:
+        return None
+    permissions = await persona_permissions(session, user.persona)
+    return Principal(
+        user.id,
+        user.email,
+        user.persona,
+        "session",
+        session_id,
+        permissions,
+        expires_at=as_utc(expires_at),
+    )
+
+
+# --- listing and revoking -----------------------------------------------------------------
 
 
 async def list_sessions(
@@ -114,6 +218,22 @@ async def revoke_sessions(
     return [row.id for row in rows]
 
 
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: int, *, keep_session_id: int | None = None
+) -> list[int]:
+    """End the user's live sessions (but ``keep_session_id``) without an audit entry each
+    (a password change audits itself); return their ids."""
+    condition = [UserSession.user_id == user_id, UserSession.revoked_at.is_(None)]
+    if keep_session_id is not None:
+        condition.append(UserSession.id != keep_session_id)
+    ids = list((await session.scalars(select(UserSession.id).where(*condition))).all())
+    if ids:
+        await session.execute(
+            update(UserSession).where(UserSession.id.in_(ids)).values(revoked_at=utcnow())
+        )
+    return ids
+
+
 async def live_credentials(
     session: AsyncSession, *, session_ids: Iterable[int], token_ids: Iterable[int]
 ) -> tuple[set[int], set[int]]:
@@ -150,82 +270,3 @@ _CHUNK = 500
 def _chunks(ids: Iterable[int]) -> list[list[int]]:
     wanted = sorted(set(ids))
     return [wanted[i : i + _CHUNK] for i in range(0, len(wanted), _CHUNK)]
-
-
-# --- cleanup ------------------------------------------------------------------------------
-
-
-async def delete_expired_sessions(
-    session: AsyncSession, *, older_than: timedelta = DEFAULT_RETENTION
-) -> int:
-    """Delete sessions that expired or were revoked before ``now - older_than``, and
-    identity-provider sign-ins that expired unfinished; return how many rows went."""
-    now = utcnow()
-    cutoff = now - older_than
-    sessions = await session.execute(
-        delete(UserSession).where(
-            or_(UserSession.expires_at < cutoff, UserSession.revoked_at < cutoff)
-        )
-    )
-    states = await session.execute(delete(OAuthLoginState).where(OAuthLoginState.expires_at < now))
-    return _count(sessions) + _count(states)
-
-
-def _count(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount or 0)
-
-
-class SessionSweeper:
-    """Deletes ended sessions every ``interval_seconds`` (first right after ``start``).
-
-    Each sweep is its own unit of work; a failed sweep is logged and tried again at the
-    next interval. Every instance may run one: the deletes are idempotent.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        *,
-        interval_seconds: float = DEFAULT_SWEEP_SECONDS,
-        older_than: timedelta = DEFAULT_RETENTION,
-    ) -> None:
-        if interval_seconds <= 0:
-            raise ValueError("interval_seconds must be positive")
-        self.db = db
-        self.interval_seconds = interval_seconds
-        self.older_than = older_than
-        self.sweeps = 0
-        # Set after every sweep (tests and health checks wait on it).
-        self.swept = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="session-sweeper")
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def sweep(self) -> int:
-        """One sweep: delete what has ended; return how many rows went."""
-        async with unit_of_work(self.db) as session:
-            deleted = await delete_expired_sessions(session, older_than=self.older_than)
-        self.sweeps += 1
-        self.swept.set()
-        if deleted:
-            log.info("auth.sessions_swept", deleted=deleted)
-        return deleted
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database may be away; the next sweep retries
-                log.warning("auth.session_sweep_failed", error=repr(exc))
-            await asyncio.sleep(self.interval_seconds)

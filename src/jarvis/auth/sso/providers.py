@@ -1,14 +1,18 @@
-"""The sign-in providers a server's settings configure (GitHub, OpenID Connect)."""
+"""The sign-in providers a server's settings configure (GitHub, OpenID Connect), and the
+app's one set of them (``sign_in_providers``: the API routes and the sign-in page ask it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from starlette.requests import HTTPConnection
+
 from jarvis.auth.sso.github import GitHubSignIn
 from jarvis.auth.sso.oauth import GITHUB, OIDC, SignInProvider
 from jarvis.auth.sso.oidc import OidcSignIn
 from jarvis.errors import NotFound
-from jarvis.settings import Settings
+from jarvis.kit.app_state import StateKey
+from jarvis.settings import SETTINGS, Settings
 
 
 class SignInProviders:
@@ -33,3 +37,17 @@ class SignInProviders:
             )
             raise NotFound(f"sign-in with {provider} is not configured on this server ({setting})")
         return found
+
+
+SIGN_IN_PROVIDERS: StateKey[SignInProviders] = StateKey(
+    "sign_in_providers", "the configured SSO providers (built at the first sign-in)"
+)
+
+
+def sign_in_providers(connection: HTTPConnection) -> SignInProviders:
+    """The app's configured providers (built once, so OIDC discovery is cached)."""
+    providers = SIGN_IN_PROVIDERS.find(connection)
+    if providers is None:
+        providers = SignInProviders(SETTINGS.get(connection))
+        SIGN_IN_PROVIDERS.put(connection.app, providers)
+    return providers

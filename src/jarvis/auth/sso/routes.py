@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.sessions.cookies import SESSION_COOKIE, set_session_cookies
+from jarvis.auth.sessions.service import start_session
 from jarvis.auth.sso.identities import SSO_ACTOR, ProviderIdentity, sign_in_identity
 from jarvis.auth.sso.oauth import (
     CALLBACK_PATHS,
@@ -40,13 +41,11 @@ from jarvis.auth.sso.oauth import (
     take_login_state,
 )
 from jarvis.auth.sso.oauth import bad_request as oauth_bad_request
-from jarvis.auth.sso.providers import SignInProviders
-from jarvis.auth.users.service import start_session
+from jarvis.auth.sso.providers import sign_in_providers
 from jarvis.config.dependencies import CONFIG
 from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.session import DATABASE, unit_of_work
 from jarvis.errors import JarvisError
-from jarvis.kit.app_state import StateKey
 from jarvis.kit.schema import ApiModel
 from jarvis.settings import SECRET_KEY, SETTINGS
 
@@ -65,20 +64,6 @@ class ProviderOut(ApiModel):
 
 class ProvidersOut(ApiModel):
     items: list[ProviderOut]
-
-
-SIGN_IN_PROVIDERS: StateKey[SignInProviders] = StateKey(
-    "sign_in_providers", "the configured SSO providers (built at the first sign-in)"
-)
-
-
-def sign_in_providers(request: Request) -> SignInProviders:
-    """The app's configured providers (built once, so OIDC discovery is cached)."""
-    providers = SIGN_IN_PROVIDERS.find(request)
-    if providers is None:
-        providers = SignInProviders(SETTINGS.get(request))
-        SIGN_IN_PROVIDERS.put(request.app, providers)
-    return providers
 
 
 def callback_url(request: Request, provider: str) -> str:

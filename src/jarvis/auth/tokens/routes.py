@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from jarvis.auth.announce import announce_revocation
-from jarvis.auth.models import ApiToken
 from jarvis.auth.tokens import service as tokens
 from jarvis.auth.tokens.schemas import TokenCreate, TokenCreated, TokenOut
 from jarvis.auth.users.admin import get_user
@@ -56,25 +55,12 @@ def _page(rows: list[TokenOut], total: int, limit: int, offset: int) -> Page[Tok
     return Page[TokenOut](items=rows, total=total, limit=limit, offset=offset)
 
 
-def _out(row: ApiToken) -> TokenOut:
-    return TokenOut(
-        id=row.id,
-        name=row.name,
-        prefix=row.token_prefix,
-        scopes=row.scopes,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
-
-
 @router.get("/user/tokens", response_model=Page[TokenOut], summary="The caller's API tokens")
 async def my_tokens(
     principal: Authenticated, session: DbSession, limit: Limit = 50, offset: Offset = 0
 ) -> Page[TokenOut]:
     rows, total = await tokens.list_tokens(session, principal.user_id, limit=limit, offset=offset)
-    return _page([_out(r) for r in rows], total, limit, offset)
+    return _page([tokens.token_out(r) for r in rows], total, limit, offset)
 
 
 @router.delete(
@@ -108,7 +94,7 @@ async def user_tokens(
 ) -> Page[TokenOut]:
     await get_user(session, user_id)
     rows, total = await tokens.list_tokens(session, user_id, limit=limit, offset=offset)
-    return _page([_out(r) for r in rows], total, limit, offset)
+    return _page([tokens.token_out(r) for r in rows], total, limit, offset)
 
 
 @router.delete(

@@ -1,4 +1,4 @@
-"""Payloads of the account routes: sessions, API tokens, user administration, permissions."""
+"""Payloads of the API token routes (and the CLI's token listing)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,6 @@ from jarvis.kit.schema import ApiInput, ApiModel
 PermissionName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # Longest a token may live when its lifetime is given in days (about ten years).
 MAX_TOKEN_DAYS = 3650
-
-
-# --- sessions -----------------------------------------------------------------------------
-
-
-class SessionOut(ApiModel):
-    """A live sign-in session (the id is the row's, never the cookie's value)."""
-
-    id: int
-    created_at: datetime
-    expires_at: datetime
-    ip_address: str | None
-    user_agent: str | None
-    via: str | None = Field(description="How the user signed in: password, github or oidc")
-    current: bool = Field(
-        default=False, description="True for the session the request was made with"
-    )
-
-
-# --- API tokens ---------------------------------------------------------------------------
 
 
 class TokenCreate(ApiInput):
@@ -78,57 +58,3 @@ class TokenCreated(ApiModel):
     expires_at: datetime | None
     created_at: datetime
     token: str = Field(description="The token; shown only this once (only its hash is kept)")
-
-
-# --- users --------------------------------------------------------------------------------
-
-
-class AdminUserOut(ApiModel):
-    """A user as administrators see them."""
-
-    id: int
-    email: str
-    persona: str
-    first_name: str | None
-    last_name: str | None
-    is_active: bool
-    last_login_at: datetime | None
-    created_at: datetime
-    failed_login_count: int
-    locked_until: datetime | None
-    has_password: bool
-
-
-class UserUpdate(ApiInput):
-    """What an administrator may change on a user (each field optional)."""
-
-    persona: str | None = Field(default=None, min_length=1, max_length=64)
-    is_active: bool | None = None
-
-
-# --- permissions --------------------------------------------------------------------------
-
-
-class PermissionOut(ApiModel):
-    name: str
-    description: str
-
-
-class PermissionCatalogue(ApiModel):
-    """Every permission with what it allows, and what each persona holds."""
-
-    permissions: list[PermissionOut]
-    personas: dict[str, list[str]] = Field(
-        description="persona key -> its permissions (admin holds every one)"
-    )
-
-
-class PersonaPermissionsIn(ApiInput):
-    permissions: list[PermissionName] = Field(max_length=64)
-
-
-class PersonaPermissionsOut(ApiModel):
-    persona: str
-    permissions: list[str]
-    before: list[str]
-    changed: bool

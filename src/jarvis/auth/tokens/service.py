@@ -16,14 +16,122 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
-from jarvis.auth.models import ApiToken
-from jarvis.auth.users.service import create_api_token, get_user_by_email
+from jarvis.auth.models import ApiToken, User
+from jarvis.auth.tokens.schemas import TokenOut
+from jarvis.auth.users.service import get_user_by_email
 from jarvis.core.identity import Actor, Principal
-from jarvis.core.permissions import unknown_permissions
-from jarvis.errors import Forbidden, NotFound
-from jarvis.kit.clock import utcnow
+from jarvis.core.permissions import PERMISSIONS, unknown_permissions
+from jarvis.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from jarvis.kit.clock import as_utc, utcnow
+from jarvis.kit.secrets import new_token, sha256_hex
+from jarvis.personas.grants import persona_permissions
 
+API_TOKEN_PREFIX = "jv_"  # noqa: S105 - a prefix, not a secret
 REVOKE_ACTION = "token.revoke"
+
+
+def token_out(row: ApiToken) -> TokenOut:
+    """A token as listed (never its value)."""
+    return TokenOut(
+        id=row.id,
+        name=row.name,
+        prefix=row.token_prefix,
+        scopes=row.scopes,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+async def create_api_token(
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    actor: Actor,
+    expires_at: datetime | None = None,
+    scopes: Sequence[str] | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a named token for a user; returns the row and the token, shown only once.
+
+    ``scopes`` limits the token to those permissions (within its user's); None allows
+    every permission the user holds, now and later.
+    """
+    user = await get_user_by_email(session, email)
+    if user is None:
+        raise NotFound(f"no user with e-mail {email}")
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed.field(["name"], "must be 1 to 100 characters")
+    existing = await session.scalar(
+        select(ApiToken.id).where(ApiToken.user_id == user.id, ApiToken.name == name)
+    )
+    if existing is not None:
+        raise Conflict(f"{email} already has a token named '{name}'")
+    if scopes is not None:
+        unknown = unknown_permissions(list(scopes))
+        if unknown:
+            raise ValidationFailed.field(
+                ["scopes"],
+                f"unknown permission(s) {', '.join(unknown)}; known: {', '.join(PERMISSIONS)}",
+            )
+        scopes = sorted(set(scopes))
+    if expires_at is not None and as_utc(expires_at) <= utcnow():
+        raise ValidationFailed.field(["expiresAt"], "must be in the future")
+    token = new_token(API_TOKEN_PREFIX)
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=sha256_hex(token),
+        token_prefix=token[:10],
+        expires_at=expires_at,
+        scopes=list(scopes) if scopes is not None else None,
+    )
+    session.add(row)
+    await session.flush()
+    await record_audit(
+        session,
+        actor=actor,
+        action="token.create",
+        entity_type="api_token",
+        entity_id=row.id,
+        after={
+            "userId": user.id,
+            "name": name,
+            "prefix": row.token_prefix,
+            "scopes": row.scopes,
+            "expiresAt": as_utc(expires_at).isoformat() if expires_at else None,
+        },
+    )
+    return row, token
+
+
+async def principal_from_token(session: AsyncSession, token_hash: str) -> Principal | None:
+    """The caller behind a live API token, by the SHA-256 of the token."""
+    row = (
+        await session.execute(
+            select(ApiToken.id, ApiToken.expires_at, ApiToken.scopes, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    token_id, expires_at, scopes, user = row
+    if (expires_at is not None and as_utc(expires_at) <= utcnow()) or not user.is_active:
+        return None
+    permissions = await persona_permissions(session, user.persona)
+    return Principal(
+        user.id,
+        user.email,
+        user.persona,
+        "token",
+        token_id,
+        permissions,
+        frozenset(scopes) if scopes is not None else None,
+        as_utc(expires_at) if expires_at is not None else None,
+    )
 
 
 def _check_scopes(principal: Principal, scopes: Sequence[str] | None) -> None:
@@ -133,7 +241,7 @@ async def revoke_token_by_name(
     return await _revoke(session, row, actor=actor)
 
 
-async def list_tokens_of(session: AsyncSession, email: str) -> Sequence[ApiToken]:
+async def list_tokens_of(session: AsyncSession, email: str) -> list[TokenOut]:
     """Every token of the user with this e-mail, newest first (the CLI's listing)."""
     user = await get_user_by_email(session, email)
     if user is None:
@@ -143,4 +251,4 @@ async def list_tokens_of(session: AsyncSession, email: str) -> Sequence[ApiToken
         .where(ApiToken.user_id == user.id)
         .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     )
-    return rows.all()
+    return [token_out(row) for row in rows.all()]

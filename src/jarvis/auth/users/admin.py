@@ -109,7 +109,7 @@ async def update_user(
     user = await get_user(session, user_id)
     change = UserChange(user)
     if persona is not None and persona != user.persona:
-        await require_persona(session, persona, loc=("body", "persona"))
+        await require_persona(session, persona, loc=("persona",))
         change.before["persona"], change.after["persona"] = user.persona, persona
     if is_active is not None and is_active != user.is_active:
         change.before["isActive"], change.after["isActive"] = user.is_active, is_active

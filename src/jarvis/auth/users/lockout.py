@@ -1,4 +1,4 @@
-"""Password sign-in with lockout, and changing one's own password."""
+"""Checking an e-mail and password, counting failures towards a lockout."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
 from jarvis.auth.models import User
-from jarvis.auth.users.passwords import hash_password, password_problems, verify_password
-from jarvis.auth.users.service import get_user_by_email, revoke_user_sessions, user_actor
+from jarvis.auth.users.passwords import verify_password
+from jarvis.auth.users.service import get_user_by_email
 from jarvis.core.identity import Actor
-from jarvis.errors import NotFound, ValidationFailed
 from jarvis.kit.clock import as_utc, utcnow
 
 
@@ -69,7 +68,7 @@ async def attempt_login(
         return LoginAttempt(user)
     await record_audit(
         session,
-        actor=user_actor(user) if user else Actor.system("anonymous"),
+        actor=user.actor if user else Actor.system("anonymous"),
         action="auth.login_failed",
         entity_type="user",
         entity_id=user.id if user else None,
@@ -82,40 +81,3 @@ async def attempt_login(
         },
     )
     return LoginAttempt(None, reason, locked_until)
-
-
-async def change_password(
-    session: AsyncSession,
-    user_id: int,
-    current_password: str,
-    new_password: str,
-    *,
-    password_min_length: int,
-) -> tuple[User, list[int]]:
-    """Change one's own password: the current one must match. Ends every session of the
-    user (the caller then starts a fresh one); returns the user and the ended session ids."""
-    user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"no user with id {user_id}")
-    if not verify_password(user.password_hash, current_password):
-        raise ValidationFailed.field(["currentPassword"], "is not the current password")
-    if new_password == current_password:
-        raise ValidationFailed.field(["newPassword"], "must differ from the current password")
-    problems = password_problems(new_password, email=user.email, min_length=password_min_length)
-    if problems:
-        raise ValidationFailed(
-            "newPassword: " + "; ".join(problems),
-            errors=[{"loc": ["newPassword"], "msg": problem} for problem in problems],
-        )
-    user.password_hash = hash_password(new_password)
-    user.password_changed_at = utcnow()
-    ended = await revoke_user_sessions(session, user.id)
-    await record_audit(
-        session,
-        actor=user_actor(user),
-        action="user.password_change",
-        entity_type="user",
-        entity_id=user.id,
-        after={"sessionsEnded": len(ended)},
-    )
-    return user, ended

@@ -1,24 +1,32 @@
-"""User administration (``/api/users``) and what each persona may do
-(``/api/permissions``, ``PUT /api/personas/{key}/permissions``)."""
+"""The signed-in user (``GET /api/user``, ``POST /api/user/password``), user administration
+(``/api/users``) and what each persona may do (``/api/permissions``,
+``PUT /api/personas/{key}/permissions``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from jarvis.auth.announce import announce_permission_change, announce_revocation
 from jarvis.auth.models import User
-from jarvis.auth.tokens.schemas import (
+from jarvis.auth.sessions.signin import start_browser_session
+from jarvis.auth.users import admin as users
+from jarvis.auth.users.schemas import (
     AdminUserOut,
+    PasswordChange,
     PermissionCatalogue,
     PermissionOut,
     PersonaPermissionsIn,
     PersonaPermissionsOut,
+    UserOut,
     UserUpdate,
 )
-from jarvis.auth.users import admin as users
+from jarvis.auth.users.service import change_password as change_own_password
+from jarvis.auth.users.service import get_user_with_profile
+from jarvis.config.dependencies import Config
 from jarvis.core.guards import Authenticated, UsersAdmin
+from jarvis.core.scope import GLOBAL
 from jarvis.db.session import DbSession
 from jarvis.kit.schema import Limit, Offset, Page
 from jarvis.personas.grants import set_persona_permissions
@@ -43,6 +51,38 @@ def user_out(user: User) -> AdminUserOut:
         locked_until=user.locked_until,
         has_password=user.password_hash is not None,
     )
+
+
+@router.get("/user", response_model=UserOut, summary="The signed-in user")
+async def current_user(principal: Authenticated, session: DbSession) -> UserOut:
+    return UserOut.model_validate(await get_user_with_profile(session, principal.user_id))
+
+
+@router.post(
+    "/user/password",
+    response_model=UserOut,
+    summary="Change your password (ends your other sessions; this one gets a new id)",
+)
+async def change_password(
+    body: PasswordChange,
+    principal: Authenticated,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    config: Config,
+) -> UserOut:
+    min_length = await config.get("auth.password_min_length", GLOBAL, as_type=int)
+    user, ended = await change_own_password(
+        session,
+        principal.user_id,
+        body.current_password,
+        body.new_password,
+        password_min_length=min_length,
+    )
+    announce_revocation(request, session, session_ids=ended)
+    if principal.via == "session":
+        await start_browser_session(request, response, config, session, user, "password")
+    return UserOut.model_validate(await get_user_with_profile(session, user.id))
 
 
 @router.get("/users", response_model=Page[AdminUserOut], summary="Users (administrators)")
