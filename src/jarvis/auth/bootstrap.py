@@ -1,10 +1,11 @@
 """The first admin: created at start (``jarvis serve``, ``jarvis seed``) unless one exists.
 
 Several instances may start together on an empty database. Each checks for an admin and,
-finding none, creates the admin persona and user inside a savepoint. The one that loses
-the race meets a unique violation (on PostgreSQL once the winner has committed; SQLite's
-writers queue up front, so there the loser already sees the winner's admin): it rolls back
-the savepoint and returns the admin the winner created, so every instance starts.
+finding none, creates the admin persona and user inside a savepoint. One that loses the
+race meets the winner's rows: a unique violation (PostgreSQL, once the winner commits) or
+the taken e-mail (409) when the winner committed between the check and the insert
+(SQLite's writers queue up front, so there the loser's check already sees the admin). It
+rolls back the savepoint and returns the admin the winner created: every instance starts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from jarvis.auth.users.service import create_user
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor
 from jarvis.core.permissions import ADMIN_PERSONA_KEY
+from jarvis.errors import Conflict
 from jarvis.personas.service import ADMIN_PERSONA, ensure_persona
 
 log = structlog.get_logger(__name__)
@@ -79,8 +81,9 @@ async def ensure_admin(
                 last_name="Administrator",
                 job_title="Platform administrator",
             )
-    except IntegrityError:
-        # Another instance created the admin persona or user first and has committed.
+    except (IntegrityError, Conflict):
+        # Another instance created the admin persona or user first and has committed (a
+        # 409 with no admin behind it is a non-admin user holding the e-mail: re-raised).
         existing = await find_admin(session)
         if existing is None:
             raise
