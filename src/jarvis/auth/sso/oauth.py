@@ -12,7 +12,7 @@ the helpers every provider uses to talk HTTP and to clean what it sends, and the
 
 Every failure raises a ``JarvisError`` whose ``extra["reason"]`` names it (the problem
 document carries it, and the audit entry records it); nothing a provider does turns into
-a 500. Network calls never run inside a database transaction: see ``oauth_routes``.
+a 500. Network calls never run inside a database transaction: see ``jarvis.auth.sso.routes``.
 """
 
 from __future__ import annotations
