@@ -110,7 +110,7 @@ async def test_revoked_token_is_rejected(app, client: httpx.AsyncClient, db: Dat
     async with unit_of_work(db) as s:
         await s.execute(update(ApiToken).values(revoked_at=utcnow()))
     # Edited behind the application's back: nothing announced it to the principal cache
-    # (DELETE /api/user/tokens/{id} does; tests/auth/test_api_tokens.py).
+    # (DELETE /api/user/tokens/{id} does; tests/auth/tokens/test_api_tokens.py).
     app.state.credentials.clear()
 
     for response in (
