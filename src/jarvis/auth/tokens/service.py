@@ -1,4 +1,5 @@
-"""API tokens a user holds: creating them for oneself, listing and revoking them.
+"""API tokens: creating them (for oneself, or from the CLI for any user), resolving a bearer
+token to its principal, listing and revoking them.
 
 The token value is shown once, when it is created; only its SHA-256 is stored. A token
 may be limited to scopes (permission names); a caller can hand a token no more than they
