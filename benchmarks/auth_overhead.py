@@ -37,7 +37,7 @@ import httpx
 
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
-from jarvis.auth.cookies import SESSION_COOKIE
+from jarvis.auth.sessions.cookies import SESSION_COOKIE
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade

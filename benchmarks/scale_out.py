@@ -50,7 +50,8 @@ from sqlalchemy.pool import NullPool
 
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent
-from jarvis.auth.service import create_api_token, create_user
+from jarvis.auth.tokens.service import create_api_token
+from jarvis.auth.users.service import create_user
 from jarvis.core.identity import Actor
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database

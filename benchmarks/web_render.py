@@ -52,8 +52,8 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
 
 from jarvis.agents.models import Agent
+from jarvis.auth.bootstrap import ensure_admin
 from jarvis.auth.models import User
-from jarvis.auth.service import ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.db.engine import Database

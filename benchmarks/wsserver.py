@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.service import create_api_token, create_user
+from jarvis.auth.tokens.service import create_api_token
+from jarvis.auth.users.service import create_user
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.core.identity import Actor
 from jarvis.db.engine import Database

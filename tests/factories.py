@@ -14,8 +14,8 @@ from jarvis.agents.models import Agent
 from jarvis.agents.schemas import AgentCreate
 from jarvis.agents.service import create_agent as service_create_agent
 from jarvis.auth.models import User
-from jarvis.auth.service import create_api_token
-from jarvis.auth.service import create_user as service_create_user
+from jarvis.auth.tokens.service import create_api_token
+from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor
 from jarvis.db.engine import Database

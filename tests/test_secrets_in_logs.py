@@ -18,9 +18,9 @@ import structlog
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from jarvis.auth.cookies import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from jarvis.auth.models import ApiToken, UserSession
-from jarvis.auth.oauth_routes import router as sign_in_router
+from jarvis.auth.sessions.cookies import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from jarvis.auth.sso.routes import router as sign_in_router
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.llm.base import LabelSpec

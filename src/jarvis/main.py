@@ -18,12 +18,12 @@ from jarvis.audit.routes import router as audit_router
 from jarvis.auth.credentials import CREDENTIALS, Credentials
 from jarvis.auth.denials import record_refusal
 from jarvis.auth.dependencies import request_guard, resolve_principal
-from jarvis.auth.oauth_routes import router as oauth_router
-from jarvis.auth.routes import router as auth_router
-from jarvis.auth.session_routes import router as sessions_router
-from jarvis.auth.sessions import SessionSweeper
-from jarvis.auth.token_routes import router as tokens_router
-from jarvis.auth.user_routes import router as users_router
+from jarvis.auth.sessions.routes import router as sessions_router
+from jarvis.auth.sessions.signin_routes import router as auth_router
+from jarvis.auth.sessions.sweeper import SessionSweeper
+from jarvis.auth.sso.routes import router as oauth_router
+from jarvis.auth.tokens.routes import router as tokens_router
+from jarvis.auth.users.routes import router as users_router
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.dependencies import CONFIG
 from jarvis.config.routes import router as config_router

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.oauth_routes import router as oauth_router
+from jarvis.auth.sso.routes import router as oauth_router
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.main import create_app

@@ -16,7 +16,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from jarvis import __version__
-from jarvis.auth.passwords import verify_password
+from jarvis.auth.users.passwords import verify_password
 from jarvis.cli.app import cli
 from jarvis.db.migrate import head_revision
 from jarvis.main import create_app
@@ -338,6 +338,40 @@ def test_users_create_with_unknown_persona_exits_1(db_file: Path) -> None:
     assert result.exit_code == 1
     assert "persona" in result.output
     assert query(db_file, "SELECT count(*) FROM users WHERE email='p@example.com'") == [(0,)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unseeded_url(request: pytest.FixtureRequest, tmp_path: Path, configure: Any) -> str:
+    """A database migrated by `jarvis db upgrade` and never seeded: no personas at all."""
+    if request.param == "sqlite":
+        url = configure(f"sqlite+aiosqlite:///{tmp_path / 'unseeded.db'}")
+    else:
+        url = configure(request.getfixturevalue("fresh_pg_url"))
+    upgrade = jarvis("db", "upgrade")
+    assert upgrade.exit_code == 0, upgrade.output
+    return str(url)
+
+
+def test_users_create_admin_on_a_database_without_personas(unseeded_url: str) -> None:
+    """The admin persona is built in: creating the first admin needs no `jarvis seed`."""
+    result = jarvis(
+        "users", "create", "--email", "first@example.com", "--persona", "admin",
+        "--password", "s3cret-pw!x",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    signed_in = api(
+        unseeded_url,
+        "POST",
+        "/api/login",
+        json={"email": "first@example.com", "password": "s3cret-pw!x"},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["persona"] == "admin"
+    # Other personas are data: still refused, naming what exists, and nothing is created.
+    other = jarvis("users", "create", "--email", "u@example.com", "--persona", "underwriter")
+    assert other.exit_code == 1
+    assert "unknown persona 'underwriter'; registered personas: admin" in other.output
 
 
 def test_tokens_create_prints_a_token_that_authenticates(db_file: Path) -> None:

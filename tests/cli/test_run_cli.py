@@ -26,7 +26,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import jarvis.cli.run as run_module
-from jarvis.auth import passwords
+from jarvis.auth.users import passwords
 from jarvis.cli.app import cli
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database

@@ -205,7 +205,7 @@ async def test_read_only_request_does_not_write(
     client: httpx.AsyncClient, admin_headers: dict[str, str], db: Database
 ) -> None:
     # (A token's last use is recorded off the request's path, at most once a minute; see
-    # tests/auth/test_api_tokens.py.)
+    # tests/auth/tokens/test_api_tokens.py.)
     audit_before = await _count(db, AuditTrail)
     users_before = await _count(db, User)
 

@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 
 from jarvis.agents.kinds.base import agent_handle
 from jarvis.agents.kinds.registry import validate_agent_config
-from jarvis.auth import passwords
+from jarvis.auth.users import passwords
 from jarvis.config.rules import RuleTable
 from jarvis.core.identity import Actor
 from jarvis.db.engine import Database

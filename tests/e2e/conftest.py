@@ -37,7 +37,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from jarvis.auth.service import ensure_admin
+from jarvis.auth.bootstrap import ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade

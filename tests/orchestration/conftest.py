@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from jarvis.agents.models import Agent
 from jarvis.auth.models import User
-from jarvis.auth.service import create_user as service_create_user
+from jarvis.auth.users.service import create_user as service_create_user
 from jarvis.config.service import ConfigService
 from jarvis.core.scope import GLOBAL, Scope
 from jarvis.db.engine import Database

@@ -16,7 +16,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from jarvis.auth import passwords
+from jarvis.auth.users import passwords
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
 from jarvis.orchestration.events import (

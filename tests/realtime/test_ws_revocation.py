@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
 from jarvis.audit.models import AuditTrail
-from jarvis.auth.cookies import SESSION_COOKIE
 from jarvis.auth.models import ApiToken, User, UserSession
 from jarvis.auth.revocation import AUTH_CHANNEL, revoked_message
+from jarvis.auth.sessions.cookies import SESSION_COOKIE
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.bus import RedisBus

@@ -4,8 +4,8 @@ request with a revoked credential is refused here too."""
 
 from __future__ import annotations
 
-from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from jarvis.auth.credentials import CREDENTIALS
 from jarvis.auth.revocation import (
@@ -19,7 +19,7 @@ from jarvis.kit.bus import BUS
 
 
 def announce_revocation(
-    request: Request,
+    request: HTTPConnection,
     session: AsyncSession,
     *,
     session_ids: list[int] | tuple[int, ...] = (),
@@ -40,7 +40,7 @@ def announce_revocation(
     after_commit(session, lambda: credentials.apply(message))
 
 
-def announce_permission_change(request: Request, session: AsyncSession) -> None:
+def announce_permission_change(request: HTTPConnection, session: AsyncSession) -> None:
     """After the commit: every instance (and this one at once) re-reads persona grants."""
     announce_permissions_changed(session, BUS.get(request))
     credentials = CREDENTIALS.get(request)

@@ -21,7 +21,8 @@ from sqlalchemy import or_, update
 
 from jarvis.auth.models import ApiToken
 from jarvis.auth.revocation import AUTH_CHANNEL, PERMISSIONS_CHANGED, affects
-from jarvis.auth.service import principal_from_session, principal_from_token
+from jarvis.auth.sessions.service import principal_from_session
+from jarvis.auth.tokens.service import principal_from_token
 from jarvis.core.identity import Principal
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from jarvis.auth.cookies import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_matches
 from jarvis.auth.credentials import CREDENTIALS
+from jarvis.auth.sessions.cookies import CSRF_FORM_FIELD, CSRF_HEADER, SESSION_COOKIE, csrf_matches
 from jarvis.config.dependencies import CONFIG
 from jarvis.core.identity import Principal
 from jarvis.core.scope import GLOBAL, Scope

@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from jarvis.core.identity import Actor
 from jarvis.db.base import Base, JSONType
 from jarvis.db.mixins import Timestamps
 from jarvis.kit.clock import utcnow
@@ -48,6 +49,11 @@ class User(Timestamps, Base):
     preferences: Mapped[UserPreference | None] = relationship(
         back_populates="user", lazy="raise", uselist=False
     )
+
+    @property
+    def actor(self) -> Actor:
+        """Who this user is in the audit ledger."""
+        return Actor(label=self.email, user_id=self.id)
 
 
 class UserProfile(Timestamps, Base):

@@ -13,7 +13,7 @@ from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.service import AdminBootstrap, ensure_admin
+from jarvis.auth.bootstrap import AdminBootstrap, ensure_admin
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database, describe_database, sqlite_file

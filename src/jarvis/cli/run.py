@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.service import get_user_by_email, user_actor
+from jarvis.auth.users.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, existing_database, fail, settings, worded
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.config.service import ConfigService

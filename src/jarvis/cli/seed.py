@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jarvis.auth.service import AdminBootstrap
+from jarvis.auth.bootstrap import AdminBootstrap
 from jarvis.cli.common import (
     bootstrap_admin,
     configured,

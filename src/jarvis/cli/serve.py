@@ -10,7 +10,7 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
-from jarvis.auth.service import AdminBootstrap
+from jarvis.auth.bootstrap import AdminBootstrap
 from jarvis.cli.common import (
     bootstrap_admin,
     console,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -10,10 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from jarvis.auth.models import ApiToken
 from jarvis.auth.revocation import announce_revoked
-from jarvis.auth.service import create_api_token
-from jarvis.auth.tokens import list_tokens_of, revoke_token_by_name
+from jarvis.auth.tokens.schemas import TokenOut
+from jarvis.auth.tokens.service import create_api_token, list_tokens_of, revoke_token_by_name
 from jarvis.cli.common import console, run, settings, transaction
 from jarvis.core.identity import Actor
 from jarvis.kit.bus import create_bus
@@ -69,7 +67,7 @@ def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value is not None else "-"
 
 
-def _status(row: ApiToken) -> str:
+def _status(row: TokenOut) -> str:
     if row.revoked_at is not None:
         return "revoked"
     if row.expires_at is not None and row.expires_at <= utcnow():
@@ -83,7 +81,7 @@ def list_(
 ) -> None:
     """List a user's tokens (names, prefixes, scopes, dates; never the token values)."""
 
-    async def body() -> Sequence[ApiToken]:
+    async def body() -> list[TokenOut]:
         async with transaction(write=False) as session:
             return await list_tokens_of(session, user)
 
@@ -96,7 +94,7 @@ def list_(
         table.add_row(
             str(row.id),
             escape(row.name),
-            row.token_prefix + "…",
+            row.prefix + "…",
             ", ".join(row.scopes) if row.scopes is not None else "(all)",
             _status(row),
             _when(row.created_at),

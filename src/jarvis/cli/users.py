@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
-from jarvis.auth.passwords import generate_password
-from jarvis.auth.service import create_user, set_password
-from jarvis.cli.common import console, run, transaction
+from jarvis.auth.users.passwords import generate_password
+from jarvis.auth.users.service import create_user, set_password
+from jarvis.cli.common import configured, console, run, transaction
 from jarvis.core.identity import Actor
+from jarvis.personas.service import ensure_builtin_personas
 
 app = typer.Typer(help="User accounts.", no_args_is_help=True)
 CLI_ACTOR = Actor.system("cli")
@@ -30,7 +31,9 @@ def create(
     secret = password or generate_password()
 
     async def body() -> None:
-        async with transaction() as session:
+        async with configured() as (session, config):
+            # A database that was migrated but never seeded has no personas yet.
+            await ensure_builtin_personas(session, actor=CLI_ACTOR, config=config)
             await create_user(
                 session,
                 email=email,

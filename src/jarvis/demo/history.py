@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from jarvis.auth.service import get_user_by_email, user_actor
+from jarvis.auth.users.service import get_user_by_email, user_actor
 from jarvis.config.service import ConfigService
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.agents.service import agent_names, create_agent, has_agents
-from jarvis.auth.passwords import generate_password
-from jarvis.auth.service import create_user, get_user_by_email
+from jarvis.auth.users.passwords import generate_password
+from jarvis.auth.users.service import create_user, get_user_by_email
 from jarvis.config.rules import rule_set_names, save_rule_set, save_template, template_names
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Actor

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.audit.service import record_audit
@@ -16,18 +18,23 @@ from jarvis.personas.models import Permission, PersonaPermission, RolePersona
 
 
 async def ensure_catalogue(session: AsyncSession) -> list[str]:
-    """Store the permissions the code knows that the table lacks; return their names."""
+    """Store the permissions the code knows that the table lacks; return their names.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``, so instances starting together do not collide.
+    """
     stored = {p.name: p for p in (await session.scalars(select(Permission))).all()}
-    added = []
-    for name, description in PERMISSIONS.items():
-        row = stored.get(name)
-        if row is None:
-            session.add(Permission(name=name, description=description))
-            added.append(name)
-        elif row.description != description:
-            row.description = description
+    missing = [name for name in PERMISSIONS if name not in stored]
+    for name, row in stored.items():
+        if name in PERMISSIONS and row.description != PERMISSIONS[name]:
+            row.description = PERMISSIONS[name]
+    if missing:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        rows = [{"name": name, "description": PERMISSIONS[name]} for name in missing]
+        statement = insert(Permission).values(rows).on_conflict_do_nothing(index_elements=["name"])
+        await session.execute(statement)
     await session.flush()
-    return added
+    return missing
 
 
 async def persona_permissions(session: AsyncSession, persona: str) -> frozenset[str]:

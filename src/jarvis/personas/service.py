@@ -159,3 +159,23 @@ async def ensure_persona(
         return False
     await register_persona(session, data, actor=actor, config=config)
     return True
+
+
+# The personas every installation has, whether or not demo data was loaded.
+BUILTIN_PERSONAS = (ADMIN_PERSONA,)
+
+
+async def ensure_builtin_personas(
+    session: AsyncSession, *, actor: Actor, config: ConfigService
+) -> list[str]:
+    """Register the built-in personas (the admin) the database lacks; their keys.
+
+    The app's own start-up does not need them (the first admin's bootstrap registers the
+    admin persona), but a command that names one on a database that was migrated and
+    never seeded does: ``jarvis users create --persona admin``.
+    """
+    return [
+        data.key
+        for data in BUILTIN_PERSONAS
+        if await ensure_persona(session, data, actor=actor, config=config)
+    ]

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from jarvis.auth.cookies import SESSION_COOKIE, csrf_token_for
+from jarvis.auth.sessions.cookies import SESSION_COOKIE, csrf_token_for
 from jarvis.config.dependencies import CONFIG
 from jarvis.config.service import ConfigService
 from jarvis.core.identity import Principal

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.auth.service import get_user_by_email, user_actor
+from jarvis.auth.users.service import get_user_by_email, user_actor
 from jarvis.cli.common import console, err_console, run
 from jarvis.config import snapshots as snap
 from jarvis.config.schemas import ScopeOut

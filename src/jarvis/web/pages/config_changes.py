@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from jarvis.auth.oauth import safe_next_path
+from jarvis.auth.sso.oauth import safe_next_path
 from jarvis.config import approvals
 from jarvis.config import snapshots as snap
 from jarvis.config.dependencies import Config

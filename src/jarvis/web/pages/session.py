@@ -8,9 +8,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from jarvis.auth.oauth import LOGIN_PATHS, safe_next_path
-from jarvis.auth.oauth_routes import sign_in_providers
-from jarvis.auth.routes import sign_in_with_password, sign_out
+from jarvis.auth.sessions.signin import sign_in_with_password, sign_out
+from jarvis.auth.sso.oauth import LOGIN_PATHS, safe_next_path
+from jarvis.auth.sso.providers import sign_in_providers
 from jarvis.config.dependencies import CONFIG
 from jarvis.core.guards import current_principal
 from jarvis.core.personas import PERSONA_KEY_PATTERN

@@ -1,0 +1,1 @@
+"""Sign-in at identity providers: GitHub and OpenID Connect, and the accounts they link."""

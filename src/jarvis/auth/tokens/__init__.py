@@ -1,0 +1,1 @@
+"""API tokens: creating, listing and revoking them, and who a token acts as."""

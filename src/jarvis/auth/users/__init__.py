@@ -1,0 +1,1 @@
+"""User accounts: creating them, passwords and lockout, administration."""
