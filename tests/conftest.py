@@ -26,6 +26,13 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+# pytest-xdist gives its workers COLUMNS=80 and LINES=24; Rich consoles made at import
+# (jarvis.cli.common) would then keep 80 columns for good, where the CLI tests set COLUMNS
+# to read unwrapped output. Without them a worker's consoles behave as in a plain run.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 import httpx
 import pytest
 from argon2 import PasswordHasher
