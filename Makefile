@@ -31,8 +31,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite on pytest-xdist workers, one per core (tests/conftest.py: a database per worker;
+# the Redis tests on one worker, the browser tests on one). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Known vulnerabilities in the pinned packages (pip-audit against PyPI's vulnerability feed).
 # Found ones fail; upgrade the pin (`make lock` takes the newest allowed) and run it again.

@@ -2,8 +2,15 @@
 
 The schema is migrated once per session per backend. Each test then gets its own copy:
 on SQLite a copy of the migrated file, on PostgreSQL the shared test database emptied
-after the test (TRUNCATE with triggers bypassed, since the audit ledger refuses it
-otherwise).
+after the test (DELETE of the tables the test used, with triggers bypassed, since the
+audit ledger refuses it otherwise).
+
+``make pytest`` runs the suite on pytest-xdist workers (``-n auto --dist loadgroup``). Every
+worker has its own SQLite template and its own PostgreSQL database (``worker_suffix``).
+Tests that touch Redis share one worker (xdist group ``redis``): the bus's channels
+(``jarvis.events``, ``jarvis.config``, ...) are global to the server, so two workers'
+tests would hear each other's messages. The browser tests share one (group ``browser``),
+with the one browser and live servers their session fixtures start.
 
 PostgreSQL comes from ``JARVIS_TEST_POSTGRES_URL`` (default: the local server's
 ``postgres`` database, used only to create and drop ``jarvis_test_*`` databases). When
@@ -19,13 +26,22 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+# pytest-xdist gives its workers COLUMNS=80 and LINES=24; Rich consoles made at import
+# (jarvis.cli.common) would then keep 80 columns for good, where the CLI tests set COLUMNS
+# to read unwrapped output. Without them a worker's consoles behave as in a plain run.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from jarvis.auth import passwords
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade
@@ -42,7 +58,64 @@ DEFAULT_PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# argon2 at the production cost (passwords.DEFAULT_HASHER) spends ~0.15 s a hash, and
+# nearly every test creates a user: the suite hashes with the cheapest parameters instead
+# (tests/auth/test_password_hashing.py pins the production default).
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
 _skipped_suites: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    passwords.use_hasher(TEST_HASHER)
+
+
+# --- pytest-xdist -----------------------------------------------------------------------
+
+
+def _uses_redis(item: pytest.Item) -> bool:
+    """The test asks for ``redis_url``, directly or through a fixture parametrised
+    ``"redis"`` (a bus or a rate-limit storage of either kind)."""
+    if "redis_url" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "redis" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Pin the Redis tests and the browser tests to one worker each (see the module's
+    docstring). On xdist workers, put those groups first, so they are handed out first:
+    they are the longest units of work, and one handed out last would leave the other
+    workers idle at the end. (Without xdist the order stays as collected.)"""
+    browser_dir = Path(__file__).parent / "e2e"
+    first: list[pytest.Item] = []
+    rest: list[pytest.Item] = []
+    for item in items:
+        if browser_dir in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+            first.append(item)
+        elif _uses_redis(item):
+            item.add_marker(pytest.mark.xdist_group("redis"))
+            first.append(item)
+        else:
+            rest.append(item)
+    if hasattr(config, "workerinput"):
+        items[:] = first + rest
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the suites it skipped to the controller, which prints the
+    summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["jarvis_skipped_suites"] = dict(_skipped_suites)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the xdist controller: collect the suites a worker skipped."""
+    output = getattr(node, "workeroutput", None) or {}
+    _skipped_suites.update(output.get("jarvis_skipped_suites", {}))
 
 
 # --- PostgreSQL availability ------------------------------------------------------------

@@ -9,10 +9,21 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from jarvis.errors import ValidationFailed
 
-_hasher = PasswordHasher()
+# argon2-cffi's defaults (RFC 9106's low-memory profile: t=3, m=64 MiB, p=4).
+DEFAULT_HASHER = PasswordHasher()
+_hasher = DEFAULT_HASHER
 # Verified against when the account does not exist, so a wrong e-mail costs as much time
 # as a wrong password and response times do not reveal which accounts exist.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Hash new passwords with ``hasher`` from now on (the test suite's cheap parameters);
+    the dummy hash follows, so unknown accounts still cost one verification like it."""
+    global _hasher, _DUMMY_HASH
+    _hasher = hasher
+    _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+
 
 # The floor when no configured minimum is at hand (auth.password_min_length defaults to 10).
 MIN_PASSWORD_LENGTH = 10
