@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jarvis.auth import passwords
+from jarvis.auth.users import passwords
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.migrate import upgrade

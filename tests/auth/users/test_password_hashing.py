@@ -11,7 +11,7 @@ import sys
 
 from argon2 import PasswordHasher, Type, extract_parameters
 
-from jarvis.auth import passwords
+from jarvis.auth.users import passwords
 from tests.conftest import TEST_HASHER
 
 PASSWORD = "correct horse battery"
@@ -29,7 +29,7 @@ def test_the_production_default_is_argon2id_at_rfc_9106_low_memory_cost() -> Non
 def test_a_process_that_does_not_swap_the_hasher_hashes_at_the_default_cost() -> None:
     """What `jarvis serve` and the CLI do: import the module and hash."""
     code = (
-        "from jarvis.auth.passwords import hash_password, _DUMMY_HASH; "
+        "from jarvis.auth.users.passwords import hash_password, _DUMMY_HASH; "
         f"print(hash_password({PASSWORD!r})); print(_DUMMY_HASH)"
     )
     done = subprocess.run(
