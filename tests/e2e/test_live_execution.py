@@ -137,6 +137,37 @@ async def test_a_command_from_the_bar_runs_live_through_all_six_layers_in_the_di
     await expect(page.get_by_label("Command", exact=True)).to_be_focused()
 
 
+async def test_a_pasted_email_keeps_its_lines_in_the_command_bar(
+    admin_page: Page, live_server: LiveServer
+) -> None:
+    """The bar is a multi-line field: a paste of several lines keeps them, Shift+Enter
+    breaks a line, the field grows with its text, and Enter runs the command as typed."""
+    from playwright.async_api import expect
+
+    page = admin_page
+    bar = page.get_by_label("Command", exact=True)
+    await bar.click()
+    one_line = await bar.evaluate("(el) => el.getBoundingClientRect().height")
+    pasted = "Which agents are waiting for approval?\nFrom: broker@example.com\n\nThanks,"
+    # insertText is what a paste does to a field: one input of the whole text.
+    await page.keyboard.insert_text(pasted)
+    await bar.press("Shift+Enter")
+    await page.keyboard.insert_text("Jo")
+    await expect(bar).to_have_value(pasted + "\nJo")
+    grown = await bar.evaluate("(el) => el.getBoundingClientRect().height")
+    assert grown > one_line * 2, (one_line, grown)
+
+    await bar.press("Enter")
+    dialog = page.locator("#execution-dialog")
+    panel = dialog.locator("[data-execution-panel]")
+    await expect(panel).to_have_attribute("data-status", "completed", timeout=WAIT_MS)
+    execution_id = await panel.get_attribute("data-execution-id")
+    shown = await call_api(page, live_server, "GET", f"/api/agent-executions/{execution_id}")
+    assert shown["command"] == pasted + "\nJo"
+    await page.keyboard.press("Escape")
+    await expect(bar).to_have_value("")
+
+
 # --- 2. approving from the execution's page ----------------------------------------------
 
 

@@ -17,7 +17,21 @@ const dialog = document.getElementById("execution-dialog");
 const dialogBody = dialog?.querySelector("[data-execution-dialog-body]");
 
 function commandInput() {
-  return form.querySelector("input[name=command]");
+  return form.querySelector("[name=command]");
+}
+
+/** Grow the field with its text (up to the CSS max-height, then it scrolls). */
+function fit(input = commandInput()) {
+  input.style.height = "auto";
+  input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+}
+
+/** Enter runs the command; Shift+Enter (and an IME composing text) keeps its newline. */
+function onKey(event) {
+  if (event.key !== "Enter" || event.isComposing) return;
+  if (event.shiftKey || event.altKey || event.ctrlKey || event.metaKey) return;
+  event.preventDefault();
+  form.requestSubmit();
 }
 
 function showError(message) {
@@ -30,7 +44,7 @@ function showError(message) {
   holder.textContent = message;
   holder.hidden = false;
   input.setAttribute("aria-invalid", "true");
-  input.setAttribute("aria-describedby", holder.id);
+  input.setAttribute("aria-describedby", `${holder.id} command-hint`);
   input.focus();
 }
 
@@ -42,7 +56,7 @@ function clearError() {
     holder.textContent = "";
   }
   input.removeAttribute("aria-invalid");
-  input.removeAttribute("aria-describedby");
+  input.setAttribute("aria-describedby", "command-hint");
 }
 
 function problemText(problem, status) {
@@ -131,14 +145,18 @@ async function run(event) {
     return;
   }
   commandInput().value = "";
+  fit();
   await showExecution(body.executionId);
 }
 
 if (form) {
   form.addEventListener("submit", run);
+  commandInput().addEventListener("keydown", onKey);
   commandInput().addEventListener("input", () => {
+    fit();
     if (commandInput().getAttribute("aria-invalid")) clearError();
   });
+  fit();
 }
 
 // Closing the dialog (its button, Escape) stops following the execution.
