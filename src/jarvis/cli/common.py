@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -42,18 +42,27 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def option_path(loc: Sequence[Any] | None, options: Mapping[str, str]) -> str:
+    """Where a service's field error points, in the command's words: the field a command
+    takes as an option is named by it (``--persona`` for ``persona``, ``--from`` for
+    ``effectiveFrom``); a scope's members are options of their own (``scope.persona`` is
+    ``--persona``); deeper parts keep their path (``VALUE.primary``). Empty for no field."""
+    parts = [str(p) for p in (loc or ()) if p != "body"]
+    if len(parts) > 1 and parts[0] == "scope":
+        parts = parts[1:]
+    if not parts:
+        return ""
+    return ".".join([options.get(parts[0], parts[0]), *parts[1:]])
+
+
 def worded(exc: JarvisError, options: Mapping[str, str] | None = None) -> str:
-    """A service's error in the command's words. Services name bare fields (``persona``);
-    a field the command takes as an option is named by that option (``--persona``), so the
-    message points at what the user typed, never at an HTTP body."""
+    """A service's error in the command's words (``option_path``), so the message points
+    at what the user typed, never at an HTTP body."""
     if not exc.errors or not options:
         return exc.detail
     parts = []
     for error in exc.errors:
-        loc = [str(part) for part in error.get("loc", ())]
-        if loc and loc[0] in options:
-            loc = [options[loc[0]], *loc[1:]]
-        where = ".".join(loc)
+        where = option_path(error.get("loc"), options)
         parts.append(f"{where}: {error.get('msg', 'invalid value')}" if where else exc.detail)
     return "; ".join(parts)
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.users.service import get_user_by_email, user_actor
-from jarvis.cli.common import console, err_console, run
+from jarvis.cli.common import console, err_console, option_path, run
 from jarvis.config import snapshots as snap
 from jarvis.config.schemas import ScopeOut
 from jarvis.config.service import SetOutcome
@@ -70,12 +70,7 @@ def _option(loc: Any) -> str:
     """The option (or argument) an error of a service's field names: ``--from`` for
     ``effectiveFrom``, ``--persona`` for ``scope.persona``, ``VALUE.primary`` for
     ``value.primary``."""
-    parts = [str(p) for p in (loc or []) if p != "body"]
-    if len(parts) > 1 and parts[0] == "scope":
-        parts = parts[1:]  # the scope's members are options of their own
-    if not parts:
-        return "input"
-    return ".".join([OPTIONS.get(parts[0], parts[0]), *parts[1:]])
+    return option_path(loc, OPTIONS) or "input"
 
 
 def _fail(
