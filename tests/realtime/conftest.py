@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from jarvis.db.engine import Database
 from jarvis.kit.bus import EventBus, MemoryBus, RedisBus
 from jarvis.main import create_app
-from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from jarvis.realtime.ws import WS_PATH, uvicorn_ws_options
 from jarvis.settings import Settings
 from tests.orchestration.conftest import World, make_world
@@ -126,7 +126,7 @@ class Socket:
         return await self.expect("subscribed", executionId=execution_id)
 
     async def events_until(
-        self, execution_id: str, types: set[str] | frozenset[str] = TERMINAL_EVENT_TYPES
+        self, execution_id: str, types: set[str] | frozenset[str] = frozenset(TERMINAL_EVENTS)
     ) -> list[dict[str, Any]]:
         """Events of ``execution_id`` up to and including the first of ``types``; fails on
         anything but events of that execution."""

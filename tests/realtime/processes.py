@@ -49,7 +49,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from jarvis.db.engine import Database
-from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from jarvis.realtime.ws import WS_PATH
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.factories import bearer, create_personas, token_for
@@ -662,7 +662,7 @@ class Listener:
 
         def ended(messages: list[dict[str, Any]]) -> bool:
             return any(
-                m.get("executionId") == execution_id and m.get("type") in TERMINAL_EVENT_TYPES
+                m.get("executionId") == execution_id and m.get("type") in TERMINAL_EVENTS
                 for m in messages
             )
 

@@ -22,12 +22,12 @@ from jarvis.demo.service import seed_demo
 from jarvis.orchestration.events import (
     EVENT_MODELS,
     EVENT_TYPES,
-    TERMINAL_EVENT_TYPES,
     AwaitingApproval,
     EventModel,
-    is_terminal,
+    final_status,
     parse_event,
 )
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from jarvis.orchestration.models import ExecutionEvent
 from jarvis.orchestration.schemas import ExecutionCreate
 from jarvis.orchestration.service import create_execution
@@ -39,8 +39,8 @@ from tests.orchestration.conftest import World
 
 def test_every_event_type_has_a_model() -> None:
     assert set(EVENT_MODELS) == set(EVENT_TYPES)
-    assert TERMINAL_EVENT_TYPES < set(EVENT_TYPES)
-    assert "awaiting_approval" not in TERMINAL_EVENT_TYPES
+    assert set(TERMINAL_EVENTS) < set(EVENT_TYPES)
+    assert "awaiting_approval" not in TERMINAL_EVENTS
 
 
 def undeclared(model: EventModel) -> set[str]:
@@ -105,7 +105,7 @@ async def test_every_stored_event_fits_its_model(
         dumped = json.loads(typed.model_dump_json(by_alias=True))
         assert set(dumped) >= set(body), (row.type, set(body) - set(dumped))
         assert (typed.seq, typed.execution_id, typed.type) == (row.seq, row.execution_id, row.type)
-        assert is_terminal(body) == (row.type in TERMINAL_EVENT_TYPES)
+        assert (final_status(body) is not None) == (row.type in TERMINAL_EVENTS)
         seen.add(row.type)
     assert seen == set(EVENT_TYPES), set(EVENT_TYPES) - seen
 

@@ -25,7 +25,8 @@ from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.kit.bus import GAP, MemoryBus, Message, RedisBus
 from jarvis.orchestration import service
-from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import EVENTS_CHANNEL
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from jarvis.orchestration.recorder import append_events
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.settings import Settings
@@ -49,7 +50,7 @@ class LossyBus(MemoryBus):
     async def publish(self, channel: str, message: Message) -> None:
         if channel == EVENTS_CHANNEL:
             self.count += 1
-            last = message.get("type") in TERMINAL_EVENT_TYPES
+            last = message.get("type") in TERMINAL_EVENTS
             if last if self.gap else self.count % self.every == 0 and not last:
                 self.lost += 1
                 if self.gap:
@@ -78,7 +79,7 @@ class Collector:
     def deliver(self, body: dict[str, Any], text: str) -> None:
         assert '"seq":' in text
         self.events.append(body)
-        if body["type"] in TERMINAL_EVENT_TYPES:
+        if body["type"] in TERMINAL_EVENTS:
             self.ended.set()
 
     async def until_end(self) -> list[dict[str, Any]]:

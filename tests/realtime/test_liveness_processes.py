@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from tests import conftest as suite
 from tests.realtime.processes import WAIT, Api, ApiClient, Cluster
 
@@ -127,7 +127,7 @@ async def test_a_listening_client_of_jarvis_serve_stays_and_a_gone_one_is_closed
             assert listening.close_code is None
 
             await client.call("POST", f"/api/agent-executions/{execution_id}/approve", json={})
-            after = await events_until(listening, execution_id, TERMINAL_EVENT_TYPES)
+            after = await events_until(listening, execution_id, frozenset(TERMINAL_EVENTS))
             assert before + after == await client.events(execution_id)
             assert after[-1]["type"] == "execution_completed"
             assert listening.close_code is None

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from jarvis.orchestration.events import TERMINAL_EVENT_TYPES
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from tests import conftest as suite
 from tests.factories import bearer
 from tests.realtime.processes import Api, ApiClient, Cluster, Crew, Listener, Process, make_crew
@@ -134,7 +134,7 @@ def assert_complete_log(events: list[dict[str, Any]]) -> None:
     """Numbered 1..n without gap or duplicate, one terminal event, last: completed."""
     assert seqs(events) == list(range(1, len(events) + 1)), seqs(events)
     assert events[0]["type"] == "execution_queued", events[0]
-    terminal = [e for e in events if e["type"] in TERMINAL_EVENT_TYPES]
+    terminal = [e for e in events if e["type"] in TERMINAL_EVENTS]
     assert [e["type"] for e in terminal] == ["execution_completed"], terminal
     assert events[-1]["type"] == "execution_completed", events[-1]
 

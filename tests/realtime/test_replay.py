@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from jarvis.orchestration.events import final_status
 from jarvis.orchestration.lifecycle import FINAL, PAUSE_EVENT, TERMINAL_EVENTS
-from jarvis.realtime.replay import Arrival, EventCursor, final_status, seq_of
+from jarvis.realtime.replay import Arrival, EventCursor, seq_of
 
 
 def event(seq: int, kind: str = "step_completed") -> dict[str, Any]:

@@ -21,7 +21,8 @@ from websockets.asyncio.client import connect
 from jarvis.auth.dependencies import SESSION_COOKIE
 from jarvis.db.engine import Database
 from jarvis.kit.clock import utcnow
-from jarvis.orchestration.events import EVENTS_CHANNEL, TERMINAL_EVENT_TYPES
+from jarvis.orchestration.events import EVENTS_CHANNEL
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
 from jarvis.realtime.hub import RealtimeHub
 from jarvis.realtime.protocol import MAX_CLIENT_MESSAGE_BYTES
 from jarvis.realtime.ws import uvicorn_ws_options
@@ -251,7 +252,7 @@ async def test_subscribe_all_shows_admins_everything_and_others_their_own(
                 if body.get("executionId") not in stored:
                     continue
                 seen.setdefault(body["executionId"], []).append(body)
-                if body["executionId"] == last and body["type"] in TERMINAL_EVENT_TYPES:
+                if body["executionId"] == last and body["type"] in TERMINAL_EVENTS:
                     return seen
 
         assert await collect(admin, z) == stored

@@ -38,8 +38,9 @@ from jarvis.cli.common import console, err_console, fail, settings
 from jarvis.cli.run import EXIT_INVALID, NOTE_CHARS, STATUS_STYLE, LayerProgress, exit_code
 from jarvis.core.layers import LAYER_ORDER
 from jarvis.kit.clock import as_utc
+from jarvis.orchestration.events import final_status
 from jarvis.orchestration.lifecycle import PAUSE_EVENT
-from jarvis.realtime.replay import Arrival, EventCursor, final_status, seq_of
+from jarvis.realtime.replay import Arrival, EventCursor, seq_of
 
 WS_PATH = "/api/agent-executions/ws"
 EXIT_AUTH = EXIT_INVALID  # 2: nothing was watched, as for a usage error

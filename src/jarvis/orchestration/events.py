@@ -8,6 +8,7 @@ the bus only after that transaction commits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 from pydantic.alias_generators import to_camel
 
 from jarvis.core.layers import Layer
-from jarvis.orchestration.lifecycle import TERMINAL_EVENTS
+from jarvis.orchestration.lifecycle import TERMINAL_EVENTS, ExecutionStatus
 
 # The bus channel every execution event goes out on (subscribers filter by executionId).
 EVENTS_CHANNEL: Final = "jarvis.executions"
@@ -29,8 +30,6 @@ STORED: Final = "stored"
 ENVELOPE: Final = frozenset({"execution_id", "seq", "at"})
 
 # --- the typed events: one model per type -------------------------------------------
-
-TERMINAL_EVENT_TYPES: Final = frozenset(TERMINAL_EVENTS)
 
 
 class EventModel(BaseModel):
@@ -64,12 +63,7 @@ class EventModel(BaseModel):
 
     def body(self) -> Event:
         """The event as the store takes it: the members given, ``type`` first, camelCase."""
-        # The engine's events carry no envelope yet; skipping the exclusion then saves
-        # Pydantic building one per event on the hot path.
-        enveloped = not ENVELOPE.isdisjoint(self.model_fields_set)
-        fields = self.model_dump(
-            mode="json", exclude_unset=True, exclude=set(ENVELOPE) if enveloped else None
-        )
+        fields = self.model_dump(mode="json", exclude_unset=True, exclude=set(ENVELOPE))
         fields.pop("type", None)
         return {"type": self.type, **fields}
 
@@ -276,6 +270,8 @@ def parse_event(body: dict[str, Any]) -> ExecutionEvent:
     return execution_event_adapter.validate_python(body, context={STORED: True})
 
 
-def is_terminal(body: dict[str, Any]) -> bool:
-    """True for the events that end an execution (``awaiting_approval`` does not)."""
-    return body.get("type") in TERMINAL_EVENT_TYPES
+def final_status(event: Mapping[str, Any]) -> ExecutionStatus | None:
+    """The status ``event`` ends its execution in, or None when it does not end it
+    (``awaiting_approval`` pauses, it does not end)."""
+    kind = event.get("type")
+    return TERMINAL_EVENTS.get(kind) if isinstance(kind, str) else None

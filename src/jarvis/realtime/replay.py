@@ -7,8 +7,8 @@ a dropped connection) can be read back after the last ``seq`` it passed on. This
 that bookkeeping and nothing else (no I/O): the hub's ``ExecutionFollower`` (replay from the
 database, then live) and the CLI's ``jarvis executions watch`` (replay over the WebSocket
 after a reconnect) both use it, so the two never disagree on what counts as a duplicate, a
-hole or the end. The end is orchestration's: an event of ``TERMINAL_EVENTS``
-(``jarvis.orchestration.lifecycle``).
+hole or the end. The end is orchestration's: ``final_status`` of
+``jarvis.orchestration.events`` (the lifecycle's ``TERMINAL_EVENTS``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from jarvis.orchestration.lifecycle import TERMINAL_EVENTS, ExecutionStatus
+from jarvis.orchestration.events import final_status
+from jarvis.orchestration.lifecycle import ExecutionStatus
 
 T = TypeVar("T")
 
@@ -29,13 +30,6 @@ class Arrival(StrEnum):
     SEEN = "seen"  # passed on already (a replay meeting the live stream): drop it
     NEXT = "next"  # the one that comes next: pass it on
     AHEAD = "ahead"  # numbers were skipped: read the missing ones first
-
-
-def final_status(event: Mapping[str, Any]) -> ExecutionStatus | None:
-    """The status ``event`` ends its execution in, or None when it does not end it
-    (``awaiting_approval`` pauses, it does not end)."""
-    kind = event.get("type")
-    return TERMINAL_EVENTS.get(kind) if isinstance(kind, str) else None
 
 
 def seq_of(event: Mapping[str, Any]) -> int | None:

@@ -23,10 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.auth.dependencies import still_authenticated
 from jarvis.orchestration import service
-from jarvis.orchestration.events import Event
+from jarvis.orchestration.events import Event, final_status
 from jarvis.orchestration.lifecycle import FINAL
 from jarvis.realtime.hub import REALTIME, RealtimeHub
-from jarvis.realtime.replay import final_status
 from jarvis.settings import SETTINGS
 
 EVENT_STREAM: Final = "text/event-stream"
