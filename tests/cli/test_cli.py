@@ -13,17 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
 from jarvis import __version__
 from jarvis.auth.users.passwords import verify_password
-from jarvis.cli.app import cli
 from jarvis.db.migrate import head_revision
 from jarvis.main import create_app
 from jarvis.settings import Settings, get_settings
+from tests.cli.invoke import jarvis
 from tests.conftest import TEST_SECRET_KEY, create_pg_database, drop_pg_database, worker_suffix
 
-runner = CliRunner()
 PASSWORD_LINE = re.compile(r"password: (\S+) \(shown once\)")
 
 
@@ -52,16 +50,6 @@ def db_file(tmp_path: Path, configure: Any) -> Path:
     path = tmp_path / "cli.db"
     configure(f"sqlite+aiosqlite:///{path}")
     return path
-
-
-def jarvis(*args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    # Failures must be clean exits with a message, never a stray exception.
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.exception,
-        result.output,
-    )
-    return result
 
 
 def upgraded(db_file: Path) -> Path:

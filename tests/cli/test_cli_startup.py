@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from click.testing import Result
 from sqlalchemy.engine import make_url
 from typer.core import TyperGroup
 from typer.testing import CliRunner
@@ -23,6 +22,7 @@ from jarvis.cli.lazy import Lazy, LazyCommand
 from jarvis.db.engine import describe_database, sqlite_file
 from jarvis.db.migrate import head_revision
 from jarvis.settings import get_settings
+from tests.cli.invoke import jarvis
 from tests.conftest import create_pg_database, drop_pg_database, worker_suffix
 
 runner = CliRunner()
@@ -168,15 +168,6 @@ def empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     get_settings.cache_clear()
     yield folder
     get_settings.cache_clear()
-
-
-def jarvis(*args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.exception,
-        result.output,
-    )
-    return result
 
 
 def flat(output: str) -> str:

@@ -21,23 +21,20 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
-from click.testing import Result
 from rich.console import Console
-from typer.testing import CliRunner
 
 import jarvis.cli.run as run_module
 from jarvis.auth.users import passwords
-from jarvis.cli.app import cli
 from jarvis.config.builtin import ensure_builtin_registry
 from jarvis.db.engine import Database
 from jarvis.db.session import unit_of_work
 from jarvis.demo.service import seed_demo
 from jarvis.settings import get_settings
 from jarvis.wiring import config_service
+from tests.cli.invoke import jarvis
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import create_agent
 
-runner = CliRunner()
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SUBMISSION = "Review the new submission from Acme Logistics"
 
@@ -91,16 +88,6 @@ async def add_agent(path: Path, **values: Any) -> None:
         await create_agent(db, **values)
     finally:
         await db.dispose()
-
-
-def jarvis(*args: str) -> Result:
-    result = runner.invoke(cli, list(args))
-    # Failures must be clean exits with a message, never a stray exception.
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        result.exception,
-        result.output,
-    )
-    return result
 
 
 def query(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
