@@ -190,24 +190,19 @@ class ValueWrites:
             before=_audit_value(info, previous, old),
             after=_audit_value(info, row, value, reason=reason),
         )
-        log_change(
+        return await self._logged(
             session,
-            info.key,
+            info,
+            row,
             action,
             actor,
-            old=mask(old, info.secret),
-            new=mask(value, info.secret),
+            old=old,
+            new=value,
             scope=scope,
-            version=row.version,
-            value_id=row.id,
-            window=(row.effective_from, row.effective_to),
             reason=reason,
             change_request_id=change_request_id,
             snapshot_id=snapshot_id,
         )
-        await session.flush()
-        self.reads.announce(session, Change(info.key, scope, row.version, action))
-        return row
 
     async def find_version(
         self, session: AsyncSession, key: str, scope: Scope, version: int
@@ -315,13 +310,44 @@ class ValueWrites:
             before=_audit_value(info, row, row.value),
             after={"isActive": False, "reason": reason},
         )
+        return await self._logged(
+            session,
+            info,
+            row,
+            action,
+            actor,
+            old=row.value,
+            new=None,
+            scope=scope,
+            reason=reason,
+            change_request_id=change_request_id,
+            snapshot_id=snapshot_id,
+        )
+
+    async def _logged(
+        self,
+        session: AsyncSession,
+        info: KeyInfo,
+        row: ConfigValue,
+        action: str,
+        actor: Actor,
+        *,
+        old: Any,
+        new: Any,
+        scope: Scope,
+        reason: str | None,
+        change_request_id: int | None,
+        snapshot_id: int | None,
+    ) -> ConfigValue:
+        """Log a change of ``row`` (secrets masked) and announce it once the session
+        commits; ``row``, for the caller to return."""
         log_change(
             session,
             info.key,
             action,
             actor,
-            old=mask(row.value, info.secret),
-            new=None,
+            old=mask(old, info.secret),
+            new=mask(new, info.secret),
             scope=scope,
             version=row.version,
             value_id=row.id,
